@@ -1,0 +1,187 @@
+"""Memory layers the cores stack: SRWM, Delta Net, Fake SR, and the feed-forward block.
+
+Every layer maps h [T, B, D] to [T, B, D] (residual inside) and takes its own state as a value.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .srwm import fast_width, srwm_unroll_cat
+from .srwm_lean import srwm_unroll_lean
+
+Unroll = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], tuple[Tensor, Tensor]]
+
+# Implementations of the SRWM recurrence on the concatenated layout, all with the same contract.
+SRWM_IMPLS: dict[str, Unroll] = {"pure": srwm_unroll_cat, "lean": srwm_unroll_lean}
+NORMS = ("none", "pre", "post")
+
+
+def _fused() -> Optional[Unroll]:
+    """The fused CPU kernel if it can be built here, else None (it warns once, saying why)."""
+    try:
+        from .srwm_fused import fused_available, srwm_unroll_fused
+    except ImportError:
+        return None
+    return srwm_unroll_fused if fused_available() else None
+
+
+def resolve_impl(impl: str, device: torch.device) -> Unroll:
+    """Pick the SRWM path: 'pure', 'lean', 'fused' or 'auto' (fastest measured path per device)."""
+    if impl == "auto":
+        fused = _fused() if device.type == "cpu" else None
+        return fused if fused is not None else srwm_unroll_lean
+    if impl == "fused":
+        fused = _fused()
+        if fused is None:
+            warnings.warn("srwm impl 'fused' unavailable; using the 'lean' path", stacklevel=2)
+            return srwm_unroll_lean
+        return fused
+    return SRWM_IMPLS[impl]
+
+
+class FeedForward(nn.Module):
+    """Pre-LayerNorm residual block: h + W2 relu(W1 LN(h)). [T, B, D] -> [T, B, D]."""
+
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, mult * dim)
+        self.fc2 = nn.Linear(mult * dim, dim)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.fc2(F.relu(self.fc1(self.norm(h))))
+
+
+class _Residual(nn.Module):
+    """Shared residual wiring with a norm placement: 'none' h + f(h), 'pre' h + f(LN h), 'post' LN(h + f(h))."""
+
+    def __init__(self, dim: int, norm: str):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+        self.norm_kind = norm
+        self.norm = nn.LayerNorm(dim) if norm != "none" else nn.Identity()
+
+    def layer_in(self, h: Tensor) -> Tensor:
+        return self.norm(h) if self.norm_kind == "pre" else h
+
+    def layer_out(self, h: Tensor, out: Tensor) -> Tensor:
+        return self.norm(h + out) if self.norm_kind == "post" else h + out
+
+
+class SRWMLayer(_Residual):
+    """One SRWM layer, H heads of size d, D = H * d (srwm.md section 2).
+
+    State: delta [B, H, d, 3d + 4], the change of the fast weights from the learned start W0.
+    """
+
+    def __init__(self, dim: int, heads: int, *, input_softmax: bool = True, norm: str = "none",
+                 beta_init: float = 0.0, impl: str = "auto", detach_every_step: bool = False):
+        super().__init__(dim, norm)
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by heads={heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        d, std = self.head_dim, 1.0 / math.sqrt(self.head_dim)
+        self.W_y = nn.Parameter(torch.randn(heads, d, d) * std)
+        self.W_q = nn.Parameter(torch.randn(heads, d, d) * std)
+        self.W_k = nn.Parameter(torch.randn(heads, d, d) * std)
+        # x sums to one (softmax input), so a constant added to w_b acts as a bias on beta's logits.
+        self.w_b = nn.Parameter(torch.randn(heads, d, 4) * std + beta_init)
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.input_softmax, self.impl, self.detach_every_step = input_softmax, impl, detach_every_step
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.heads, self.head_dim, fast_width(self.head_dim))
+
+    def w0(self) -> Tensor:
+        """The learned start, concatenated: [H, d, 3d + 4]."""
+        return torch.cat([self.W_y, self.W_q, self.W_k, self.w_b], dim=-1)
+
+    def forward(self, h: Tensor, delta: Tensor, first: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        T, B, D = h.shape
+        x = self.layer_in(h).reshape(T, B, self.heads, self.head_dim)
+        if self.input_softmax:
+            x = torch.softmax(x, dim=-1)
+        unroll, w0 = resolve_impl(self.impl, h.device), self.w0()
+        if self.detach_every_step:  # the authors' RL training: no gradient through self-modification
+            ys = []
+            for t in range(T):
+                y_t, delta = unroll(x[t:t + 1], w0, delta.detach(), None if first is None else first[t:t + 1])
+                ys.append(y_t)
+            y = torch.cat(ys)
+        else:
+            y, delta = unroll(x, w0, delta, first)
+        return self.layer_out(h, self.out_proj(y.reshape(T, B, D))), delta
+
+
+def delta_unroll(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, w: Tensor, first: Optional[Tensor]
+                 ) -> tuple[Tensor, Tensor]:
+    """Delta Net recurrence (column convention): W <- W + outer(beta (v - W k), k); out = W q.
+
+    q, k: [T, B, H, dk]; v: [T, B, H, dv]; beta: [T, B, H, 1]; w: [B, H, dv, dk];
+    first: bool [T, B] zeroes W before step t. Returns out [T, B, H, dv] (read after the write)
+    and the final W.
+    """
+    outs = []
+    for t in range(q.shape[0]):
+        if first is not None:
+            w = w * (~first[t]).to(w.dtype).view(-1, 1, 1, 1)
+        v_old = torch.einsum("bhvk,bhk->bhv", w, k[t])
+        w = w + torch.einsum("bhv,bhk->bhvk", beta[t] * (v[t] - v_old), k[t])
+        outs.append(torch.einsum("bhvk,bhk->bhv", w, q[t]))
+    return torch.stack(outs), w
+
+
+def _elu_sum_norm(z: Tensor) -> Tensor:
+    z = F.elu(z) + 1.0
+    return z / z.sum(-1, keepdim=True)
+
+
+class DeltaLayer(_Residual):
+    """Delta Net layer (a fast weight programmer). State: W [B, H, d, d]."""
+
+    def __init__(self, dim: int, heads: int, norm: str = "pre"):
+        super().__init__(dim, norm)
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by heads={heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkvb = nn.Linear(dim, heads * (3 * self.head_dim + 1))
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.heads, self.head_dim, self.head_dim)
+
+    def forward(self, h: Tensor, w: Tensor, first: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        T, B, D = h.shape
+        d = self.head_dim
+        z = self.qkvb(self.layer_in(h)).view(T, B, self.heads, 3 * d + 1)
+        q, k, v, b = torch.split(z, [d, d, d, 1], dim=-1)
+        out, w = delta_unroll(_elu_sum_norm(q), _elu_sum_norm(k), v, torch.sigmoid(b), w, first)
+        return self.layer_out(h, self.out_proj(out.reshape(T, B, D))), w
+
+
+class FakeSRLayer(_Residual):
+    """The 'Fake SR' ablation: y = phi(x) @ W_y with W_y learned but never self-modified. No state."""
+
+    def __init__(self, dim: int, heads: int, *, input_softmax: bool = True, norm: str = "none"):
+        super().__init__(dim, norm)
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by heads={heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        self.W_y = nn.Parameter(torch.randn(heads, self.head_dim, self.head_dim) / math.sqrt(self.head_dim))
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.input_softmax = input_softmax
+
+    def forward(self, h: Tensor) -> Tensor:
+        T, B, D = h.shape
+        x = self.layer_in(h).reshape(T, B, self.heads, self.head_dim)
+        if self.input_softmax:
+            x = torch.softmax(x, dim=-1)
+        y = torch.einsum("tbhi,hij->tbhj", x, self.W_y)
+        return self.layer_out(h, self.out_proj(y.reshape(T, B, D)))
