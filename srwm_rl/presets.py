@@ -1,0 +1,63 @@
+"""Named presets: partial configs merged over the defaults (`srwm-rl train --preset NAME`)."""
+from __future__ import annotations
+
+from typing import Any
+
+SIX_GAMES = "procgen:bigfish+fruitbot+maze+leaper+plunder+starpilot"
+
+# name -> (one-line description, nested overrides of TrainConfig)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol)", {
+        "total_steps": 2_000_000,
+        "env": {"id": "srwm_rl/Bandit-v0", "num_envs": 32},
+        "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3,
+                "ent_coef": 0.01, "num_minibatches": 4},
+    }),
+    "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes per trial", {
+        "total_steps": 3_000_000,
+        "env": {"id": "srwm_rl/DarkRoom-v0", "num_envs": 32, "trial_episodes": 4},
+        "ppo": {"num_steps": 80, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.02},
+    }),
+    "darkkey": ("Dark Key-to-Door 9x9, hidden key and door, 4 episodes per trial", {
+        "total_steps": 5_000_000,
+        "env": {"id": "srwm_rl/DarkKeyToDoor-v0", "num_envs": 32, "trial_episodes": 4},
+        "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.02},
+    }),
+    "tmaze": ("T-Maze: a cue at the start, the decision at the end", {
+        "total_steps": 500_000,
+        "env": {"id": "srwm_rl/TMaze-v0", "num_envs": 32},
+        "ppo": {"num_steps": 32, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95},
+    }),
+    "cartpole-novel": ("CartPole without velocity (needs memory), target return 475+", {
+        "total_steps": 500_000,
+        "env": {"id": "srwm_rl/CartPoleNoVel-v0", "num_envs": 8},
+        "policy": {"prev_action": False, "prev_reward": False},
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
+        "ppo": {"num_steps": 128, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0,
+                "num_minibatches": 2, "update_epochs": 4},
+    }),
+    "procgen": ("Procgen bigfish, easy, 200 levels, IMPALA CNN (the paper's network)", {
+        "total_steps": 25_000_000,
+        "env": {"id": "procgen:bigfish", "num_envs": 64, "num_levels": 200, "distribution_mode": "easy",
+                "clip_reward": 1.0},
+        "policy": {"encoder": "impala", "prev_action": False, "prev_reward": True},
+        "ppo": {"num_steps": 256, "learning_rate": 5e-4, "gamma": 0.999, "gae_lambda": 0.95, "ent_coef": 0.01,
+                "num_minibatches": 8, "update_epochs": 3, "max_grad_norm": 0.5},
+    }),
+    "procgen-six": ("The paper's six Procgen games trained jointly (easy, 200 levels)", {
+        "total_steps": 300_000_000,
+        "env": {"id": SIX_GAMES, "num_envs": 48, "num_levels": 200, "distribution_mode": "easy", "clip_reward": 1.0},
+        "policy": {"encoder": "impala", "prev_action": False, "prev_reward": True},
+        "ppo": {"num_steps": 256, "learning_rate": 5e-4, "gamma": 0.999, "gae_lambda": 0.95, "ent_coef": 0.01,
+                "num_minibatches": 8, "update_epochs": 3},
+    }),
+}
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        import difflib
+        close = difflib.get_close_matches(name, PRESETS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"--preset {name!r} is unknown{hint}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name][1]

@@ -1,0 +1,148 @@
+"""Config parsing and validation, checkpoints (atomic, weights_only, corrupt files), run directories."""
+import json
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from srwm_rl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                space_from_dict, space_to_dict)
+from srwm_rl.cli import UsageError, build_parser, config_from_args, check_resume_compatible
+from srwm_rl.config import TrainConfig, field_docs, from_dict, to_dict
+from srwm_rl.cores import CoreConfig
+from srwm_rl.runlog import RunDirError, RunLogger, prepare_run_dir
+
+
+def parse(*argv):
+    args = build_parser().parse_args(["train", *argv])
+    known = {"algo", "seed", "total_steps", "device", "torch_threads", "run_dir", "log_every",
+             "checkpoint_every", "env", "policy", "core", "ppo"}
+    return args, {k: v for k, v in vars(args).items() if k.split(".")[0] in known}
+
+
+def test_flags_presets_and_config_file_precedence(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"ppo": {"learning_rate": 0.005, "num_steps": 7}, "core": {"kind": "lstm"}}))
+    args, ov = parse("--preset", "bandit", "--config", str(f), "--ppo.num-steps", "9", "--core.impl", "lean",
+                     "--policy.mlp_hidden", "32", "16", "--no-ppo.anneal_lr")
+    cfg = config_from_args(args, ov)
+    assert cfg.env.id == "srwm_rl/Bandit-v0"                 # preset
+    assert cfg.ppo.learning_rate == 0.005                     # file over preset
+    assert cfg.ppo.num_steps == 9                             # flag over file
+    assert cfg.core.kind == "lstm" and cfg.core.impl == "lean"
+    assert cfg.policy.mlp_hidden == (32, 16) and cfg.ppo.anneal_lr is False
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--ppo.learning_rate", "-1"], r"ppo.learning_rate=-1.0: must be > 0"),
+    (["--env.num_envs", "6", "--ppo.num_minibatches", "4"], r"env.num_envs=6 is not divisible by ppo.num_minibatches=4"),
+    (["--core.kind", "gru"], r"core.kind='gru': must be one of"),
+    (["--policy.encoder", "resnet"], r"policy.encoder='resnet'"),
+    (["--device", "cuda:3"], r"device='cuda:3'"),
+    (["--preset", "bandt"], r"did you mean bandit"),
+])
+def test_bad_options_name_the_field(argv, match):
+    args, ov = parse(*argv)
+    with pytest.raises(UsageError, match=match):
+        config_from_args(args, ov)
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"ppo": {"learnin_rate": 1.0}}))
+    args, ov = parse("--config", str(f))
+    with pytest.raises(UsageError, match=r"unknown option ppo.learnin_rate"):
+        config_from_args(args, ov)
+
+
+def test_every_field_is_documented():
+    from srwm_rl.config import EnvConfig, PPOConfig
+    from srwm_rl.policy import PolicyConfig
+    import dataclasses
+    for cls in (TrainConfig, EnvConfig, PPOConfig, PolicyConfig, CoreConfig):
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            assert dataclasses.is_dataclass(f.type) or f.name in docs or f.name in ("env", "policy", "core", "ppo"), \
+                f"{cls.__name__}.{f.name}"
+
+
+def test_config_round_trip():
+    cfg = TrainConfig(seed=5, core=CoreConfig(kind="delta", hidden_size=32, num_heads=4))
+    assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_resume_rejects_incompatible_options():
+    saved = TrainConfig()
+    check_resume_compatible(saved, {"total_steps": 10, "device": "cpu"})
+    with pytest.raises(UsageError, match=r"cannot resume with core.kind='lstm'"):
+        check_resume_compatible(saved, {"core.kind": "lstm"})
+
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    space = gym.spaces.Dict({"obs": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8),
+                             "prev_action": gym.spaces.Discrete(4), "prev_reward": gym.spaces.Box(-1, 1, (1,))})
+    payload = {"config": to_dict(TrainConfig()), "model": {"w": torch.arange(3.0)}, "obs_space": space_to_dict(space),
+               "action_space": space_to_dict(gym.spaces.Discrete(4)), "normalizers": [{"mean": np.ones(3)}],
+               "rng": rng_state(), "global_step": 12}
+    path = tmp_path / "ck" / "latest.pt"
+    save_checkpoint(path, payload)
+    data = load_checkpoint(path)
+    assert data["global_step"] == 12 and torch.equal(data["model"]["w"], torch.arange(3.0))
+    assert space_from_dict(data["obs_space"]) == space
+    assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]     # no temporary file left
+    a = torch.rand(3)
+    set_rng_state(data["rng"])
+    torch.rand(3)  # the state restored above was taken before a = rand(3) was drawn
+    set_rng_state(data["rng"])
+    assert torch.equal(torch.rand(3), a)
+
+
+def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "latest.pt"
+    save_checkpoint(path, {"config": {}, "model": {"w": torch.zeros(1000)}, "obs_space": {}, "action_space": {}})
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "latest.pt"
+    save_checkpoint(path, {"config": {}, "model": {"w": torch.ones(2)}, "obs_space": {}, "action_space": {}})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint(path, {"bad": Unpicklable()})
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert sorted(os.listdir(tmp_path)) == ["latest.pt"]
+
+
+def test_run_dir_is_never_overwritten_unless_asked(tmp_path):
+    run = prepare_run_dir(tmp_path / "run")
+    (run / "config.json").write_text("{}")
+    with pytest.raises(RunDirError, match="already exists"):
+        prepare_run_dir(run)
+    assert (run / "config.json").exists()
+    prepare_run_dir(run, overwrite=True)
+    assert not (run / "config.json").exists()
+    with pytest.raises(RunDirError, match="no checkpoint"):
+        prepare_run_dir(tmp_path / "missing", resume=True)
+
+
+def test_logger_grows_csv_header_and_plots(tmp_path):
+    log = RunLogger(tmp_path, tensorboard=False)
+    log.log(10, {"loss": 1.0})
+    log.log(20, {"loss": 0.5, "episode_return": 3.0})
+    log.close()
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "global_step,time,loss,episode_return" and len(lines) == 3
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    again = RunLogger(tmp_path, tensorboard=False)            # --resume appends
+    again.log(30, {"loss": 0.1, "episode_return": 4.0})
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4
