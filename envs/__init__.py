@@ -1,0 +1,17 @@
+"""Batched environments behind one protocol (``envs.api.VecEnv``) and the in-context tasks.
+
+    import envs
+    env = envs.make("procgen:coinrun", num_envs=64, seed=0, num_levels=200, distribution_mode="easy")
+    env = envs.make("srwm_rl/DarkRoom-v0", num_envs=16, seed=0, trial_episodes=4, task_split="test")
+    obs = env.reset()
+    obs, reward, terminated, truncated, info = env.step(actions)   # env.first: memory-reset mask
+"""
+
+from envs.api import Obs, SupportsKeepTask, VecEnv
+from envs.registry import SCHEMES, describe_envs, known_env_ids, make
+from envs.trials import TrialVecEnv
+from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward, VecEnvWrapper
+
+__all__ = ["SCHEMES", "ClipReward", "NormalizeObservation", "NormalizeReward", "Obs", "PrevActionReward",
+           "SupportsKeepTask", "TrialVecEnv", "VecEnv", "VecEnvWrapper", "describe_envs", "known_env_ids",
+           "make"]
