@@ -25,10 +25,16 @@
 #include <new>
 #include <thread>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
 
-constexpr int kPad = 8;
+#ifndef SRWM_PAD
+#define SRWM_PAD 8
+#endif
+constexpr int kPad = SRWM_PAD;
 inline int padded(int m) { return (m + kPad - 1) / kPad * kPad; }
 
 // exp for x <= ~88: Cephes expf (range reduction by ln2, degree-5 polynomial), branch-free so
@@ -220,6 +226,36 @@ void forward_range(const Args<F>& a, int64_t p0, int64_t p1) {
     }
 }
 
+// Per-step values read back from the saved buffer, in the padded layout.
+template <typename F>
+struct Step {
+    const F* q;
+    const F* k;
+    const F* beta;
+    F* u;    // [P], zero past m
+    F* be;   // [P] expanded beta
+    F* e;    // [P] be * u
+    F* ge;   // [P] accumulates k W-gradient (zeroed here)
+    F* gk;   // [d] gradient w.r.t. k through outer(k, e)
+    void load(const F* sv, int d, int m, int P) {
+        q = sv;
+        k = sv + d;
+        beta = sv + 2 * d;
+        std::memcpy(u, sv + 2 * d + 4, sizeof(F) * m);
+        for (int j = m; j < P; ++j) u[j] = 0;
+        expand(beta, be, d, P);
+        for (int j = 0; j < P; ++j) {
+            e[j] = be[j] * u[j];
+            ge[j] = 0;
+        }
+    }
+};
+
+// Backward, per pair, walking t from T-1 to 0 with W = weights after step t and gW = dL/dW after
+// step t. Step t: rebuild W before t (W -= outer(k, e)); g_k = gW e and g_e = k gW (through the
+// update); g_u = be * g_e, g_beta = block sums of g_e * u; g_(q-k) = W g_u (through u = (q-k) W);
+// g_s = [gy, softmax and sigmoid adjoints]; gx = W g_s; gW += outer(q-k, g_u) + outer(x, g_s).
+// The last line of step t and the first of step t-1 share one pass over W and gW.
 template <typename F, int DC>
 void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
     const int d = DC ? DC : a.d;
@@ -227,20 +263,22 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
     const int P = DC ? (3 * DC + 4 + kPad - 1) / kPad * kPad : padded(m);
     const int64_t T = a.T, B = a.B, H = a.H, n = B * H;
     const int S = 2 * d + 4 + m;
-    Buf<F> Wb(size_t(d) * P), gWb(size_t(d) * P), accb(size_t(d) * P), ub(P), eb(P), beb(P), geb(P),
-        gub(P), gsb(P), cb(d), gkb(d), gqkb(d);
+    Buf<F> Wb(size_t(d) * P), gWb(size_t(d) * P), accb(size_t(d) * P), scratch(size_t(10) * P),
+        gqkb(d), cb(d);
     F* __restrict W = Wb.p;
     F* __restrict gW = gWb.p;
     F* __restrict acc = accb.p;
-    F* __restrict u = ub.p;
-    F* __restrict e = eb.p;
-    F* __restrict be = beb.p;
-    F* __restrict ge = geb.p;
-    F* __restrict gu = gub.p;
-    F* __restrict gs = gsb.p;
-    F* __restrict c = cb.p;
-    F* __restrict gk = gkb.p;
+    F* __restrict gu = scratch.p;
+    F* __restrict gs = scratch.p + P;
     F* __restrict gqk = gqkb.p;
+    F* __restrict c = cb.p;
+    Step<F> cur{nullptr, nullptr, nullptr, scratch.p + 2 * P, scratch.p + 3 * P, scratch.p + 4 * P,
+                scratch.p + 5 * P, nullptr};
+    Step<F> nxt{nullptr, nullptr, nullptr, scratch.p + 6 * P, scratch.p + 7 * P, scratch.p + 8 * P,
+                scratch.p + 9 * P, nullptr};
+    Buf<F> gkb(size_t(2) * d);
+    cur.gk = gkb.p;
+    nxt.gk = gkb.p + d;
     for (int64_t p = p0; p < p1; ++p) {
         const int64_t b = p / H, h = p % H;
         const F* wf = a.wfinal + p * d * m;
@@ -252,42 +290,37 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
                 acc[i * P + j] = 0;
             }
         }
-        for (int64_t t = T - 1; t >= 0; --t) {
-            const F* sv = a.saved + (p * T + t) * S;
-            const F* q = sv;
-            const F* k = sv + d;
-            const F* beta = sv + 2 * d;
-            std::memcpy(u, sv + 2 * d + 4, sizeof(F) * m);
-            for (int j = m; j < P; ++j) u[j] = 0;
-            expand(beta, be, d, P);
-            for (int j = 0; j < P; ++j) {
-                e[j] = be[j] * u[j];
-                ge[j] = 0;
-            }
-            // Rebuild W before step t; g_k = gW e (through outer(k, e)); g_e = k gW.
-            for (int i = 0; i < d; ++i) {
-                const F ki = k[i];
-                F* __restrict wr = W + i * P;
-                const F* __restrict gr = gW + i * P;
-                F dot = 0;
+        // Opening half-step for t = T - 1.
+        cur.load(a.saved + (p * T + T - 1) * S, d, m, P);
+        for (int i = 0; i < d; ++i) {
+            const F ki = cur.k[i];
+            F* __restrict wr = W + i * P;
+            const F* __restrict gr = gW + i * P;
+            const F* __restrict e = cur.e;
+            F* __restrict ge = cur.ge;
+            F dot = 0;
 #pragma omp simd reduction(+ : dot)
-                for (int j = 0; j < P; ++j) {
-                    wr[j] -= ki * e[j];
-                    dot += gr[j] * e[j];
-                    ge[j] += ki * gr[j];
-                }
-                gk[i] = dot;
+            for (int j = 0; j < P; ++j) {
+                wr[j] -= ki * e[j];
+                dot += gr[j] * e[j];
+                ge[j] += ki * gr[j];
             }
+            cur.gk[i] = dot;
+        }
+        for (int64_t t = T - 1; t >= 0; --t) {
+            // Here W = weights before step t, cur.gk and cur.ge are complete.
+            const F* __restrict q = cur.q;
+            const F* __restrict k = cur.k;
+            const F* __restrict beta = cur.beta;
             F gbeta[4] = {0, 0, 0, 0};
             for (int blk = 0; blk < 4; ++blk) {
                 const int j0 = blk * d, j1 = blk < 3 ? (blk + 1) * d : m;
                 F acc_b = 0;
-                for (int j = j0; j < j1; ++j) acc_b += ge[j] * u[j];
+                for (int j = j0; j < j1; ++j) acc_b += cur.ge[j] * cur.u[j];
                 gbeta[blk] = acc_b;
             }
 #pragma omp simd
-            for (int j = 0; j < P; ++j) gu[j] = ge[j] * be[j];
-            // Through u = (q - k) W: g_(q-k) = W gu (W before step t).
+            for (int j = 0; j < P; ++j) gu[j] = cur.ge[j] * cur.be[j];
             for (int i = 0; i < d; ++i) {
                 const F* __restrict wr = W + i * P;
                 F dot = 0;
@@ -295,9 +328,9 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
                 for (int j = 0; j < P; ++j) dot += wr[j] * gu[j];
                 gqk[i] = dot;
             }
-            // Gradient of s = x W: [gy, softmax adjoints of q and k, sigmoid adjoint of beta].
             if (a.gy) std::memcpy(gs, a.gy + (t * n + p) * d, sizeof(F) * d);
             else for (int j = 0; j < d; ++j) gs[j] = 0;
+            F* __restrict gk = cur.gk;
             F sq = 0, sk = 0;
             for (int i = 0; i < d; ++i) {
                 gk[i] -= gqk[i];
@@ -311,22 +344,48 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
             }
             for (int j = 0; j < 4; ++j) gs[3 * d + j] = gbeta[j] * beta[j] * (F(1) - beta[j]);
             for (int j = m; j < P; ++j) gs[j] = 0;
-            // gx = W gs; gW += outer(q - k, gu) + outer(x, gs): the gradient w.r.t. W before step t.
             const F* xt = a.x + (t * n + p) * d;
             F* gxt = a.gx + (t * n + p) * d;
+            const bool reset = a.first && a.first[t * B + b];
+            if (t > 0 && !reset) {
+                // Close step t and open step t - 1 in one pass over the rows.
+                nxt.load(a.saved + (p * T + t - 1) * S, d, m, P);
+                const F* __restrict e = nxt.e;
+                F* __restrict ge = nxt.ge;
+                for (int i = 0; i < d; ++i) {
+                    const F ci = c[i], xi = xt[i], ki = nxt.k[i];
+                    F* __restrict wr = W + i * P;
+                    F* __restrict gr = gW + i * P;
+                    F dx = 0, dk = 0;
+#pragma omp simd reduction(+ : dx, dk)
+                    for (int j = 0; j < P; ++j) {
+                        const F w = wr[j];
+                        dx += w * gs[j];
+                        wr[j] = w - ki * e[j];
+                        const F g = gr[j] + ci * gu[j] + xi * gs[j];
+                        gr[j] = g;
+                        dk += g * e[j];
+                        ge[j] += ki * g;
+                    }
+                    gxt[i] = dx;
+                    nxt.gk[i] = dk;
+                }
+                std::swap(cur, nxt);
+                continue;
+            }
             for (int i = 0; i < d; ++i) {
                 const F ci = c[i], xi = xt[i];
                 const F* __restrict wr = W + i * P;
                 F* __restrict gr = gW + i * P;
-                F dot = 0;
-#pragma omp simd reduction(+ : dot)
+                F dx = 0;
+#pragma omp simd reduction(+ : dx)
                 for (int j = 0; j < P; ++j) {
-                    dot += wr[j] * gs[j];
+                    dx += wr[j] * gs[j];
                     gr[j] += ci * gu[j] + xi * gs[j];
                 }
-                gxt[i] = dot;
+                gxt[i] = dx;
             }
-            if (a.first && a.first[t * B + b]) {  // W before step t was W0: its gradient goes to w0
+            if (reset) {  // W before step t was W0: its gradient goes to w0, none flows further back
                 for (int j = 0; j < d * P; ++j) {
                     acc[j] += gW[j];
                     gW[j] = 0;
@@ -334,6 +393,24 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
                 if (t > 0) {
                     const F* src = a.pre + (int64_t(a.slot[t * B + b]) * H + h) * d * m;
                     for (int i = 0; i < d; ++i) std::memcpy(W + i * P, src + i * m, sizeof(F) * m);
+                }
+            }
+            if (t > 0) {  // open step t - 1 (gW is zero after a reset, so only W changes)
+                cur.load(a.saved + (p * T + t - 1) * S, d, m, P);
+                for (int i = 0; i < d; ++i) {
+                    const F ki = cur.k[i];
+                    F* __restrict wr = W + i * P;
+                    const F* __restrict gr = gW + i * P;
+                    const F* __restrict e = cur.e;
+                    F* __restrict ge = cur.ge;
+                    F dot = 0;
+#pragma omp simd reduction(+ : dot)
+                    for (int j = 0; j < P; ++j) {
+                        wr[j] -= ki * e[j];
+                        dot += gr[j] * e[j];
+                        ge[j] += ki * gr[j];
+                    }
+                    cur.gk[i] = dot;
                 }
             }
         }
@@ -372,11 +449,14 @@ std::vector<int32_t> reset_slots(const uint8_t* first, int64_t T, int64_t B) {
     return slot;
 }
 
-// Runs fn over the n pairs with up to nthreads threads (the caller's thread takes the first range).
+// Runs fn over the n pairs with up to nthreads threads, each taking one contiguous range. Built with
+// -fopenmp this uses the process's OpenMP runtime: PyTorch's CPU wheels load a libgomp.so.1, and the
+// loader resolves our libgomp.so.1 to that same library, so the kernel shares PyTorch's thread team
+// instead of competing with its spinning workers. Without OpenMP it starts std::threads.
 template <typename F>
 int run(RangeFn<F> fn, const Args<F>& a, int nthreads) {
     const int64_t n = a.B * a.H;
-    int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, n)));
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, n)));
     std::vector<int> failed(size_t(nt), 0);
     auto body = [&](int i) {
         try {
@@ -385,6 +465,17 @@ int run(RangeFn<F> fn, const Args<F>& a, int nthreads) {
             failed[size_t(i)] = 1;
         }
     };
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            const int got = omp_get_num_threads(), me = omp_get_thread_num();
+            for (int i = me; i < nt; i += got) body(i);   // got < nt when the runtime gives fewer
+        }
+    } else {
+        body(0);
+    }
+#else
     std::vector<std::thread> pool;
     try {
         pool.reserve(size_t(nt - 1));
@@ -394,6 +485,7 @@ int run(RangeFn<F> fn, const Args<F>& a, int nthreads) {
     }
     body(0);
     for (auto& th : pool) th.join();
+#endif
     for (int f : failed)
         if (f) return 1;
     return 0;
