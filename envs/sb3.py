@@ -85,3 +85,6 @@ class SB3VecEnvAdapter(SB3VecEnv):
     def get_images(self) -> Sequence[np.ndarray | None]:
         frames = self.venv.get_frames()
         return [None] * self.num_envs if frames is None else list(frames)
+
+
+SB3VecEnv = SB3VecEnvAdapter  # the short name
