@@ -13,15 +13,18 @@ key), ints as int64 (-1 where missing), bools as bool (False where missing). Oth
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import gymnasium
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 
 from envs.api import (EpisodeTracker, Obs, StepResult, VecEnv, empty_obs, obs_copy, obs_set_row,
                       space_is_supported_obs, spawn_seeds, validate_actions)
 
 EnvFn = Callable[[], gymnasium.Env]
+_MAKE_KWARGS = ("render_mode", "max_episode_steps", "autoreset", "apply_api_compatibility", "disable_env_checker")
 _FILL = {np.dtype(np.float64): np.nan, np.dtype(np.int64): -1, np.dtype(np.bool_): False}
 
 
@@ -200,11 +203,31 @@ class AsyncGymnasiumVecEnv(_GymnasiumBase):
 VECTORIZATIONS: dict[str, type[_GymnasiumBase]] = {"sync": GymnasiumVecEnv, "async": AsyncGymnasiumVecEnv}
 
 
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """ValueError naming the env's accepted keyword arguments unless it takes all of ``env_kwargs``."""
+    spec = gymnasium.spec(env_id.split(":", 1)[-1])  # "module:" prefixes are imported by then
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    try:
+        params = inspect.signature(creator).parameters
+    except (TypeError, ValueError):  # no introspectable signature: let the env decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(env_kwargs) - set(params))
+    if unknown:
+        allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "self"]
+        raise ValueError(f"{env_id} does not take {unknown}; allowed: {', '.join(allowed)} "
+                         f"(and envs.make's own: vectorization, trial_episodes)")
+
+
 def make_gymnasium(env_id: str, num_envs: int, seed: int | None = None, vectorization: str = "sync",
                    **env_kwargs: Any) -> VecEnv:
     """``num_envs`` copies of ``gymnasium.make(env_id, **env_kwargs)`` (env checker off, for speed)."""
     if vectorization not in VECTORIZATIONS:
         raise ValueError(f"vectorization={vectorization!r} is not valid; allowed: {', '.join(VECTORIZATIONS)}")
+    check_env_kwargs(env_id, {k: v for k, v in env_kwargs.items() if k not in _MAKE_KWARGS})
 
     def env_fn() -> gymnasium.Env:
         import envs.meta  # noqa: F401  (registers srwm_rl/... in spawned subprocesses too)

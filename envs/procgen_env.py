@@ -128,7 +128,7 @@ class ProcgenVecEnv(VecEnv):
         self.num_envs = int(num_envs)
         self.counts = split_counts(self.num_envs, len(self.games))
         self.game = np.repeat(np.array(self.games), self.counts)
-        self._seed = seed
+        self._seed_rng = np.random.default_rng(seed)  # seeds of later reset(None) calls: reproducible too
         self._envs: list[Any] = []
         self._create(seed)
 
@@ -138,6 +138,11 @@ class ProcgenVecEnv(VecEnv):
         kwargs = gym3_kwargs(self.options)
         self._envs = [self._cls(num=n, env_name=g, rand_seed=s, **kwargs)
                       for g, n, s in zip(self.games, self.counts, spawn_seeds(seed, len(self.games)))]
+        if len(self._envs) > 1:
+            # Several games: gym3 would copy each game's buffers and we would copy again to concatenate;
+            # letting observe() return its buffers (gym3's reuse_arrays) leaves one copy, as for one game.
+            for env in self._envs:
+                env._reuse_arrays = True
         self._created_seed, self._fresh = seed, True
         self._tracker = EpisodeTracker(self.num_envs)
         parts = [env.observe() for env in self._envs]
@@ -146,6 +151,7 @@ class ProcgenVecEnv(VecEnv):
         self._level = self._cat([read_info(env)["level_seed"] for env in self._envs]).astype(np.int64)
 
     def _cat(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """One batch from the games' arrays: always a fresh array the caller may keep."""
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
     @property
@@ -153,9 +159,12 @@ class ProcgenVecEnv(VecEnv):
         return self._first.copy()
 
     def reset(self, seed: int | None = None) -> np.ndarray:
-        """Procgen cannot reset in place: the gym3 envs are re-created unless untouched since creation."""
+        """Procgen cannot reset in place: the gym3 envs are re-created unless untouched since creation.
+
+        ``seed=None`` re-creates them with a seed drawn from the factory seed's generator.
+        """
         if not (self._fresh and (seed is None or seed == self._created_seed)):
-            self._create(seed)
+            self._create(int(self._seed_rng.integers(2**31)) if seed is None else seed)
         self._fresh = False
         return self._obs
 

@@ -73,6 +73,11 @@ def test_reset_recreates_deterministically():
     b = env.reset(seed=5)  # procgen cannot reset in place: re-created, same seed -> same start
     np.testing.assert_array_equal(a, b)
     assert env.first.all()
+    other = envs.make("procgen:coinrun", 2, seed=5)
+    other.reset()
+    for e in (env, other):  # reset(None) after use draws its seed from the factory seed: reproducible
+        e.step(np.ones(2, int))
+    np.testing.assert_array_equal(env.reset(), other.reset())
 
 
 def test_trials_fix_one_level_per_trial():

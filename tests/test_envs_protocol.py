@@ -142,6 +142,14 @@ def test_unknown_id_lists_close_matches():
         envs.make("CartPole-v1", 2, vectorization="threads")
 
 
+def test_unknown_env_kwargs_name_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"srwm_rl/DarkRoom-v0 does not take \['goal'\]; allowed: size, "
+                                         r"episode_length, task_split"):
+        envs.make("srwm_rl/DarkRoom-v0", 2, goal=3)
+    with pytest.raises(ValueError, match="task_split='val' is not valid"):
+        envs.make("srwm_rl/CartPoleNoVel-v0", 2, task_split="val")
+
+
 def test_out_of_range_and_misshapen_actions_raise_clear_errors():
     env = envs.make("srwm_rl/TMaze-v0", 3, seed=0)
     env.reset()

@@ -4,8 +4,9 @@ The classic memory benchmark (sb3-contrib's RecurrentPPO test): a policy must in
 from successive observations. Dynamics, reward and termination are Gymnasium's ``CartPoleEnv``;
 registered with ``max_episode_steps=500`` (truncated at 500, as CartPole-v1).
 
-It has no task distribution: it is a memory task, not an in-context one, so it takes no
-``task_split``; ``reset(options=...)`` ignores ``keep_task``.
+It has no task distribution: it is a memory task, not an in-context one. ``task_split`` is accepted
+(and checked) so that every ``srwm_rl/`` id takes the same options, but both splits are the same
+single task; ``reset(options=...)`` ignores ``keep_task``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import gymnasium
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
+from envs.meta.base import TASK_SPLITS, check_choice
+
 KEPT = np.array([0, 2])  # cart position, pole angle
 
 
@@ -24,7 +27,8 @@ class CartPoleNoVel(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, task_split: str = "train", render_mode: str | None = None) -> None:
+        self.task_split = check_choice("task_split", task_split, TASK_SPLITS)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r} is not valid; allowed: None, 'rgb_array'")
         self.render_mode = render_mode
