@@ -104,6 +104,7 @@ def _build_with(cxx: str, flags: list[str]) -> Path:
                                      platform.machine().encode()])).hexdigest()[:16]
     out_dir = cache_dir() / "fused" / key
     lib = out_dir / "srwm_fused.so"
+    _state["build"] = f"{lib} ({' '.join(flags)})"
     if lib.exists():
         return lib
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,11 @@ def _load() -> Optional[ctypes.CDLL]:
 def fused_available() -> bool:
     """True when the fused kernel is built and loaded (builds it on the first call)."""
     return _load() is not None
+
+
+def fused_build_info() -> Optional[str]:
+    """The library path and the compiler flags it was built with, or None when unavailable."""
+    return _state.get("build") if fused_available() else None
 
 
 def fused_unavailable_reason() -> Optional[str]:

@@ -18,6 +18,7 @@
 // No -ffast-math: the only approximation is the vectorised float32 exp (Cephes polynomial, about
 // 1 ulp); float64 uses std::exp. Reductions are vectorised through `omp simd reduction` only.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -37,10 +38,11 @@ namespace {
 constexpr int kPad = SRWM_PAD;
 inline int padded(int m) { return (m + kPad - 1) / kPad * kPad; }
 
-// exp for x <= ~88: Cephes expf (range reduction by ln2, degree-5 polynomial), branch-free so
-// loops over it vectorise.
+// expf: Cephes (range reduction by ln2, degree-5 polynomial), branch-free so loops over it
+// vectorise. Arguments are clamped to [-87, 88] (results stay normal floats); NaN stays NaN.
 inline float exp_f(float x) {
-    x = std::min(88.0f, std::max(-87.0f, x));
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
     const float fx = x * 1.44269504088896341f + 12582912.0f;       // round to nearest via 1.5*2^23
     const float n = fx - 12582912.0f;
     float r = x - n * 0.693359375f;
@@ -449,46 +451,44 @@ std::vector<int32_t> reset_slots(const uint8_t* first, int64_t T, int64_t B) {
     return slot;
 }
 
-// Runs fn over the n pairs with up to nthreads threads, each taking one contiguous range. Built with
-// -fopenmp this uses the process's OpenMP runtime: PyTorch's CPU wheels load a libgomp.so.1, and the
-// loader resolves our libgomp.so.1 to that same library, so the kernel shares PyTorch's thread team
-// instead of competing with its spinning workers. Without OpenMP it starts std::threads.
+// Runs fn over the n pairs with up to nthreads threads. The pairs are handed out in chunks from a
+// shared counter, so a thread slowed by another process on its core takes fewer chunks instead of
+// holding everyone up. Built with -fopenmp this uses the process's OpenMP runtime: PyTorch's CPU
+// wheels load a libgomp.so.1, and the loader resolves our libgomp.so.1 to that same library, so the
+// kernel shares PyTorch's thread team instead of competing with its spinning workers. Without
+// OpenMP it starts std::threads.
 template <typename F>
 int run(RangeFn<F> fn, const Args<F>& a, int nthreads) {
     const int64_t n = a.B * a.H;
     const int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, n)));
-    std::vector<int> failed(size_t(nt), 0);
-    auto body = [&](int i) {
+    const int64_t chunk = std::max<int64_t>(1, n / (int64_t(nt) * 16));
+    std::atomic<int64_t> next{0};
+    std::atomic<int> failed{0};
+    auto worker = [&]() {
         try {
-            fn(a, n * i / nt, n * (i + 1) / nt);
+            for (int64_t p0; (p0 = next.fetch_add(chunk)) < n;) fn(a, p0, std::min(n, p0 + chunk));
         } catch (...) {
-            failed[size_t(i)] = 1;
+            failed = 1;
         }
     };
 #ifdef _OPENMP
     if (nt > 1) {
 #pragma omp parallel num_threads(nt)
-        {
-            const int got = omp_get_num_threads(), me = omp_get_thread_num();
-            for (int i = me; i < nt; i += got) body(i);   // got < nt when the runtime gives fewer
-        }
+        worker();
     } else {
-        body(0);
+        worker();
     }
 #else
     std::vector<std::thread> pool;
     try {
         pool.reserve(size_t(nt - 1));
-        for (int i = 1; i < nt; ++i) pool.emplace_back(body, i);
-    } catch (...) {  // could not start a thread: run its share here
-        for (int i = int(pool.size()) + 1; i < nt; ++i) body(i);
+        for (int i = 1; i < nt; ++i) pool.emplace_back(worker);
+    } catch (...) {  // fewer threads than asked: the others take their chunks
     }
-    body(0);
+    worker();
     for (auto& th : pool) th.join();
 #endif
-    for (int f : failed)
-        if (f) return 1;
-    return 0;
+    return failed.load();
 }
 
 }  // namespace
