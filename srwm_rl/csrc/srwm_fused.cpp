@@ -317,8 +317,11 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
             F gbeta[4] = {0, 0, 0, 0};
             for (int blk = 0; blk < 4; ++blk) {
                 const int j0 = blk * d, j1 = blk < 3 ? (blk + 1) * d : m;
+                const F* __restrict ge = cur.ge;
+                const F* __restrict u = cur.u;
                 F acc_b = 0;
-                for (int j = j0; j < j1; ++j) acc_b += cur.ge[j] * cur.u[j];
+#pragma omp simd reduction(+ : acc_b)
+                for (int j = j0; j < j1; ++j) acc_b += ge[j] * u[j];
                 gbeta[blk] = acc_b;
             }
 #pragma omp simd
@@ -334,6 +337,7 @@ void backward_range(const Args<F>& a, int64_t p0, int64_t p1) {
             else for (int j = 0; j < d; ++j) gs[j] = 0;
             F* __restrict gk = cur.gk;
             F sq = 0, sk = 0;
+#pragma omp simd reduction(+ : sq, sk)
             for (int i = 0; i < d; ++i) {
                 gk[i] -= gqk[i];
                 sq += gqk[i] * q[i];
