@@ -178,5 +178,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     return code
 
 
+from . import eval_cli  # noqa: E402,F401  (registers evaluate, record, adaptation, compare)
+
 if __name__ == "__main__":
     sys.exit(main())

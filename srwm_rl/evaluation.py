@@ -267,12 +267,14 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
              start_level: Optional[int] = None, num_levels: Optional[int] = None,
              distribution_mode: Optional[str] = None, num_episodes: int = 200,
              trial_episodes: Optional[int] = None, deterministic: bool = True, num_envs: Optional[int] = None,
-             seed: int = 0, device: str = "cpu", agent=None) -> tuple[list[EpisodeRecord], dict[str, Any]]:
+             seed: int = 0, device: str = "cpu", agent=None, on_step: Optional[Callable] = None,
+             ) -> tuple[list[EpisodeRecord], dict[str, Any]]:
     """Evaluate a checkpoint: ``num_episodes`` episodes (trials with ``trial_episodes``) per game.
 
     Levels/tasks as in :func:`eval_env_overrides`; the training normaliser statistics are loaded and
     frozen. Warns (``UserWarning``) with the count when Procgen levels overlap the training levels.
-    ``agent``: an already loaded ``(cfg, policy, ckpt)`` (from ``agents.common.load_agent``).
+    ``agent``: an already loaded ``(cfg, policy, ckpt)`` (from ``agents.common.load_agent``);
+    ``on_step``: passed to :func:`run_episodes`.
     Returns the records (sorted by game, then trial) and the summary of :func:`summarize` plus the
     settings.
     """
@@ -292,7 +294,7 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
             load_normalizer_state(env, ckpt.get("normalizers", []), update=False)
             trials = int(getattr(env, "trial_episodes", 0) or 0)
             recs = run_episodes(policy, env, num_episodes, deterministic=deterministic, seed=seed,
-                                env_name=overrides.get("id", cfg.env.id))
+                                env_name=overrides.get("id", cfg.env.id), on_step=on_step)
         finally:
             env.close()
         records.extend(recs)
