@@ -110,7 +110,10 @@ def _build_with(cxx: str, flags: list[str]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     import fcntl
     with open(out_dir / "build.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)          # one builder at a time; others wait, then reuse
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)      # one builder at a time; others wait, then reuse
+        except OSError:                                # no locks on this filesystem: the rename below
+            pass                                       # still keeps the library whole
         if lib.exists():
             return lib
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
