@@ -25,6 +25,7 @@ ALGOS: dict[str, str] = {
     "ppo": "agents.ppo:train",
     "sb3-ppo": "agents.sb3_baselines:train_ppo",
     "sb3-recurrent-ppo": "agents.sb3_baselines:train_recurrent_ppo",
+    "impala": "agents.impala:train",
 }
 
 
@@ -125,11 +126,74 @@ class PPOConfig:
 
 
 @dataclass(frozen=True)
+class ImpalaConfig:
+    """IMPALA / V-trace (agents/impala.py); the defaults are the SRWM paper's Procgen setting."""
+
+    num_actors: int = 48
+    """Actor processes; IMPALA runs num_actors x envs_per_actor environments (env.num_envs is not used)."""
+    envs_per_actor: int = 1
+    """Environments each actor steps together in one batch (with one CPU copy of the policy)."""
+    batch_size: int = 32
+    """Unrolls (one environment's sequence each) per learner update; a multiple of envs_per_actor."""
+    unroll_length: int = 50
+    """Steps T per unroll (the learner trains the core through all T steps, plus one bootstrap step)."""
+    learning_rate: float = 6e-4
+    """RMSprop learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over total_steps."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop smoothing constant."""
+    rmsprop_eps: float = 0.01
+    """RMSprop epsilon (the losses are summed over the batch, as the paper's code, so it is relative to sums)."""
+    rmsprop_momentum: float = 0.0
+    """RMSprop momentum."""
+    gamma: float = 0.99
+    """Discount factor."""
+    entropy_cost: float = 0.01
+    """Entropy bonus coefficient."""
+    baseline_cost: float = 0.5
+    """Value (baseline) loss coefficient."""
+    max_grad_norm: float = 40.0
+    """Gradient-norm clipping."""
+    clip_rho_threshold: float = 1.0
+    """V-trace rho-bar: clip importance weights in the value targets; 0 = no clipping."""
+    clip_pg_rho_threshold: float = 1.0
+    """V-trace clip of the importance weights in the policy-gradient advantages; 0 = no clipping."""
+    actor_threads: int = 1
+    """torch threads per actor process."""
+    max_nonfinite: int = 3
+    """Stop with an error after this many non-finite losses in a row (each one's update is skipped)."""
+    max_actor_failures: int = 3
+    """Stop with an error when an actor dies this many times in a row before delivering an unroll."""
+
+    def validate(self) -> list[str]:
+        errs = []
+        for name in ("num_actors", "envs_per_actor", "batch_size", "unroll_length", "actor_threads",
+                     "max_nonfinite", "max_actor_failures"):
+            if getattr(self, name) < 1:
+                errs.append(f"impala.{name}={getattr(self, name)}: must be >= 1")
+        if self.envs_per_actor >= 1 and self.batch_size % self.envs_per_actor:
+            errs.append(f"impala.batch_size={self.batch_size} is not a multiple of impala.envs_per_actor="
+                        f"{self.envs_per_actor} (the learner takes whole actor unrolls)")
+        if not self.learning_rate > 0:
+            errs.append(f"impala.learning_rate={self.learning_rate}: must be > 0")
+        if not 0 < self.gamma <= 1:
+            errs.append(f"impala.gamma={self.gamma}: must be in (0, 1]")
+        if not 0 <= self.rmsprop_alpha < 1:
+            errs.append(f"impala.rmsprop_alpha={self.rmsprop_alpha}: must be in [0, 1)")
+        for name in ("rmsprop_eps", "rmsprop_momentum", "entropy_cost", "baseline_cost", "max_grad_norm",
+                     "clip_rho_threshold", "clip_pg_rho_threshold"):
+            if getattr(self, name) < 0:
+                errs.append(f"impala.{name}={getattr(self, name)}: must be >= 0")
+        return errs
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training run."""
 
     algo: str = "ppo"
-    """Algorithm: ppo (recurrent PPO), sb3-ppo, sb3-recurrent-ppo (Stable-Baselines3 baselines)."""
+    """Algorithm: ppo (recurrent PPO), impala (IMPALA / V-trace), sb3-ppo, sb3-recurrent-ppo (Stable-Baselines3 baselines)."""
     seed: int = 1
     """Seed for environments, network initialisation and sampling."""
     total_steps: int = 1_000_000
@@ -148,10 +212,12 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     core: CoreConfig = field(default_factory=CoreConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    impala: ImpalaConfig = field(default_factory=ImpalaConfig)
 
     def validate(self) -> list[str]:
         """All problems, each naming the field, its value and what is allowed."""
         errs = self.env.validate() + self.policy.validate() + self.core.validate() + self.ppo.validate()
+        errs += self.impala.validate()
         if self.algo not in ALGOS:
             errs.append(f"algo={self.algo!r}: must be one of {sorted(ALGOS)}")
         if self.total_steps < 1:
@@ -163,6 +229,9 @@ class TrainConfig:
         if self.algo == "ppo" and self.env.num_envs % self.ppo.num_minibatches:
             errs.append(f"env.num_envs={self.env.num_envs} is not divisible by ppo.num_minibatches="
                         f"{self.ppo.num_minibatches} (minibatches hold whole environments' sequences)")
+        if self.algo == "impala" and (self.env.normalize_obs or self.env.normalize_reward):
+            errs.append("env.normalize_obs / env.normalize_reward: not supported with algo=impala "
+                        "(each actor process would keep its own statistics)")
         try:
             resolve_device(self.device)
         except ValueError as e:

@@ -1,0 +1,342 @@
+"""IMPALA's actor side: shared-memory unroll buffers, shared weights, the actor loop and the actor pool.
+
+Data flow (one learner process, ``num_actors`` actor processes):
+
+* ``UnrollBuffers``: ``slots`` unroll slots in shared memory, each holding one actor's unroll of its
+  E environments: rows 0..T of observations and ``first`` (row T is the bootstrap step, which is row 0
+  of the actor's next unroll), rows 0..T-1 of actions, behaviour log-probabilities, rewards and
+  ``done`` (terminated or truncated after the action), and the core state *before* row 0.
+  Every actor owns a fixed set of slots; a slot is either free (the actor may write it) or full
+  (its index is on its way to, or held by, the learner).
+* One duplex pipe per actor: the learner sends the index of a free slot, the actor answers with
+  ``("unroll", slot, weights_version, episode_returns, episode_lengths)``. Per-actor pipes (no shared
+  queue) mean that an actor killed at any moment cannot leave a lock held for the others.
+* ``SharedWeights``: the learner's state dict in shared memory behind a sequence lock; an actor
+  copies it at the start of each unroll when the version moved, so one unroll uses one policy.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import signal
+import time
+import traceback
+from multiprocessing.connection import wait
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from agents.common import build_policy, make_env
+from envs.api import empty_obs
+from srwm_rl.config import TrainConfig
+from srwm_rl.policy import ActorCritic
+
+State = tuple[torch.Tensor, ...]
+
+
+def _map(obs, fn):
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def actor_env_id(env_id: str, actor: int, envs_per_actor: int) -> str:
+    """The env id actor ``actor`` runs. A multi-game Procgen id with fewer envs per actor than games
+    is dealt out round-robin over all environments (global env j plays game j mod G), so every game
+    gets its share even with one env per actor (the paper's 48 x 1)."""
+    if not env_id.startswith("procgen:") or "+" not in env_id:
+        return env_id
+    games = env_id.split(":", 1)[1].split("+")
+    if envs_per_actor >= len(games):
+        return env_id
+    mine = [games[(actor * envs_per_actor + e) % len(games)] for e in range(envs_per_actor)]
+    return "procgen:" + "+".join(mine)
+
+
+class UnrollBuffers:
+    """Shared-memory slots ``[slots, T(+1), E, ...]`` (see the module docstring for the rows)."""
+
+    def __init__(self, slots: int, T: int, E: int, obs_space, action_space, state_example: State):
+        def alloc(shape, dtype):
+            return torch.zeros(shape, dtype=dtype).share_memory_()
+
+        obs = empty_obs(obs_space, E)
+        self.obs = _map(obs, lambda v: alloc((slots, T + 1, *v.shape), torch.from_numpy(v).dtype))
+        self.first = alloc((slots, T + 1, E), torch.bool)
+        discrete = action_space.shape == ()
+        self.action = alloc((slots, T, E, *action_space.shape), torch.int64 if discrete else torch.float32)
+        self.logp = alloc((slots, T, E), torch.float32)
+        self.reward = alloc((slots, T, E), torch.float32)
+        self.done = alloc((slots, T, E), torch.bool)
+        self.state = tuple(alloc((slots, *s.shape), s.dtype) for s in state_example)
+        self.T, self.E, self.slots = T, E, slots
+
+    def batch(self, slots: list[int], device) -> dict[str, Any]:
+        """Copy the given slots into one time-major batch of B = len(slots) * E sequences on ``device``."""
+        def cat(buf):
+            return torch.cat([buf[s] for s in slots], dim=1).to(device, non_blocking=True)
+
+        return {"obs": _map(self.obs, cat), "first": cat(self.first), "action": cat(self.action),
+                "logp": cat(self.logp), "reward": cat(self.reward), "done": cat(self.done),
+                "state": tuple(torch.cat([s[i] for i in slots], 0).to(device) for s in self.state)}
+
+
+class SharedWeights:
+    """A state dict in shared memory with a sequence lock: the counter is odd while the learner writes."""
+
+    def __init__(self, module: torch.nn.Module, ctx):
+        self.tensors = {k: v.detach().to("cpu", copy=True).share_memory_() for k, v in module.state_dict().items()}
+        self.seq = ctx.RawValue("q", 0)
+
+    @property
+    def version(self) -> int:
+        return self.seq.value // 2
+
+    @torch.no_grad()
+    def publish(self, module: torch.nn.Module) -> int:
+        self.seq.value += 1
+        for k, v in module.state_dict().items():
+            self.tensors[k].copy_(v)
+        self.seq.value += 1
+        return self.version
+
+    def load_into(self, module: torch.nn.Module, have: int = -1) -> int:
+        """Copy the weights into ``module`` unless version ``have`` is current; returns the version loaded."""
+        while True:
+            seq = self.seq.value
+            if seq % 2:
+                time.sleep(0.0002)
+                continue
+            if seq // 2 == have:
+                return have
+            module.load_state_dict(self.tensors)
+            if self.seq.value == seq:
+                return seq // 2
+
+
+class Actor:
+    """Steps E environments with a policy copy and writes unrolls; usable in-process (tests)."""
+
+    def __init__(self, policy: ActorCritic, env, buffers: UnrollBuffers, gamma: float):
+        self.policy, self.env, self.buf, self.gamma = policy, env, buffers, gamma
+        self.obs = self.first = self.state = None
+
+    def reset(self, seed: int) -> None:
+        self.obs = self.env.reset(seed=seed)
+        self.first = self.env.first
+        self.state = self.policy.initial_state(self.env.num_envs, torch.device("cpu"))
+
+    @torch.inference_mode()
+    def fill(self, slot: int, stop=None) -> Optional[tuple[list[float], list[int]]]:
+        """One unroll of T steps into ``slot``; returns finished episodes' (returns, lengths), or None
+        when ``stop`` (an Event) was set before the unroll was complete."""
+        buf, T, returns, lengths = self.buf, self.buf.T, [], []
+        for s_buf, s in zip(buf.state, self.state):
+            s_buf[slot].copy_(s)
+        for t in range(T + 1):
+            if isinstance(self.obs, dict):
+                for k, v in self.obs.items():
+                    buf.obs[k][slot, t].copy_(torch.from_numpy(np.asarray(v)))
+            else:
+                buf.obs[slot, t].copy_(torch.from_numpy(np.asarray(self.obs)))
+            buf.first[slot, t].copy_(torch.from_numpy(self.first))
+            if t == T:
+                break
+            obs_t = _map(buf.obs, lambda v: v[slot, t].unsqueeze(0))
+            dist, _, self.state = self.policy(obs_t, self.state, buf.first[slot, t].unsqueeze(0))
+            action = dist.sample()
+            buf.action[slot, t].copy_(action[0].reshape(buf.action[slot, t].shape))
+            buf.logp[slot, t].copy_(dist.log_prob(action)[0])
+            self.obs, reward, term, trunc, info = self.env.step(action[0].numpy())
+            reward = np.asarray(reward, np.float32).copy()
+            if trunc.any():  # a cut-off episode is bootstrapped from its last observation's value
+                idx = np.flatnonzero(trunc)
+                fin = _map(info["final_obs"], lambda v: torch.as_tensor(np.asarray(v)[idx]).unsqueeze(0))
+                _, v_fin, _ = self.policy(fin, tuple(s[idx] for s in self.state),
+                                          torch.zeros(1, len(idx), dtype=torch.bool))
+                reward[idx] += self.gamma * v_fin[0].numpy()
+            buf.reward[slot, t].copy_(torch.from_numpy(reward))
+            buf.done[slot, t].copy_(torch.from_numpy(np.asarray(term | trunc)))
+            self.first = self.env.first
+            done = info["episode_done"]
+            if done.any():
+                returns += info["episode_return"][done].tolist()
+                lengths += info["episode_length"][done].tolist()
+            if stop is not None and stop.is_set():
+                return None
+        return returns, lengths
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the learner dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def actor_seed(cfg: TrainConfig, actor: int, incarnation: int, start_update: int) -> int:
+    return int(np.random.SeedSequence([cfg.seed, actor, incarnation, start_update]).generate_state(1)[0])
+
+
+def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, weights: SharedWeights,
+               conn, stop, parent_pid: int) -> None:
+    """Process entry: build env and policy, then fill whichever slot the learner hands over."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C goes to the learner, which stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    torch.set_num_threads(cfg.impala.actor_threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    env = None
+    try:
+        ic = cfg.impala
+        env = make_env(cfg.env, cfg.policy, seed, num_envs=ic.envs_per_actor,
+                       id=actor_env_id(cfg.env.id, actor, ic.envs_per_actor))
+        policy = build_policy(cfg, env.observation_space, env.action_space, "cpu").eval()
+        for p in policy.parameters():
+            p.requires_grad_(False)
+        worker = Actor(policy, env, buffers, ic.gamma)
+        worker.reset(seed)
+        version = -1
+        while not stop.is_set():
+            if os.getppid() != parent_pid:
+                return
+            if not conn.poll(0.2):
+                continue
+            slot = conn.recv()
+            if slot is None:
+                return
+            version = weights.load_into(policy, version)
+            result = worker.fill(slot, stop)
+            if result is None:
+                return
+            conn.send(("unroll", slot, version, *result))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    except BaseException:  # noqa: BLE001 - report the cause to the learner, then die (it replaces us)
+        try:
+            conn.send(("error", actor, traceback.format_exc()))
+        except OSError:
+            pass
+        raise SystemExit(1)
+    finally:
+        if env is not None:
+            env.close()
+
+
+class ActorFailure(RuntimeError):
+    """An actor kept dying before delivering an unroll."""
+
+
+class ActorPool:
+    """Starts, watches, replaces and stops the actor processes; routes slots between them and the learner."""
+
+    def __init__(self, cfg: TrainConfig, buffers: UnrollBuffers, weights: SharedWeights, ctx,
+                 slots_per_actor: int, start_update: int = 0):
+        self.cfg, self.buffers, self.weights, self.ctx = cfg, buffers, weights, ctx
+        self.n, self.k, self.start_update = cfg.impala.num_actors, slots_per_actor, start_update
+        self.stop = ctx.Event()
+        self.procs: list[Any] = [None] * self.n
+        self.conns: list[Any] = [None] * self.n
+        self.incarnation = [0] * self.n
+        self.failures = [0] * self.n          # deaths in a row without an unroll delivered
+        self.full = [False] * (self.n * self.k)
+        self.errors: dict[int, str] = {}
+        self.restarts = 0
+
+    def owner(self, slot: int) -> int:
+        return slot // self.k
+
+    def start(self) -> None:
+        for i in range(self.n):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        seed = actor_seed(self.cfg, i, self.incarnation[i], self.start_update)
+        mine, theirs = self.ctx.Pipe(duplex=True)
+        p = self.ctx.Process(target=actor_main, name=f"impala-actor-{i}", daemon=True,
+                             args=(self.cfg, i, seed, self.buffers, self.weights, theirs, self.stop, os.getpid()))
+        p.start()
+        theirs.close()
+        self.procs[i], self.conns[i] = p, mine
+        for slot in range(i * self.k, (i + 1) * self.k):
+            if not self.full[slot]:
+                mine.send(slot)
+
+    def collect(self, timeout: float) -> list[tuple]:
+        """Wait up to ``timeout`` s; returns delivered unrolls as (actor, slot, version, returns, lengths)
+        and replaces any actor that died."""
+        got = []
+        ready = set(wait([c for c in self.conns] + [p.sentinel for p in self.procs], timeout))
+        for i, conn in enumerate(self.conns):
+            if conn not in ready and self.procs[i].sentinel not in ready:
+                continue
+            try:
+                while conn.poll():
+                    msg = conn.recv()
+                    if msg[0] == "unroll":
+                        _, slot, version, rets, lens = msg
+                        self.full[slot] = True
+                        self.failures[i] = 0
+                        got.append((i, slot, version, rets, lens))
+                    elif msg[0] == "error":
+                        self.errors[i] = msg[2]
+            except (EOFError, OSError):
+                pass
+            if not self.procs[i].is_alive() and not self.stop.is_set():
+                self._replace(i)
+        return got
+
+    def _replace(self, i: int) -> None:
+        p = self.procs[i]
+        p.join(timeout=1.0)
+        self.conns[i].close()
+        self.failures[i] += 1
+        if self.failures[i] >= self.cfg.impala.max_actor_failures:
+            err = self.errors.get(i, "(no traceback: the process was killed or crashed)")
+            raise ActorFailure(f"actor {i} died {self.failures[i]} times in a row before delivering an unroll "
+                               f"(last exit code {p.exitcode}); its last error:\n{err}")
+        self.restarts += 1
+        self.incarnation[i] += 1
+        self._start(i)
+
+    def release(self, slot: int) -> None:
+        """Give a consumed slot back to its actor (a dead actor's replacement gets it on start)."""
+        self.full[slot] = False
+        try:
+            self.conns[self.owner(slot)].send(slot)
+        except (OSError, ValueError):
+            pass                                   # the actor died; _start() hands the slot over again
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p is not None]
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every actor: ask, wait, then terminate and kill what is left. Idempotent."""
+        self.stop.set()
+        for c in self.conns:
+            if c is not None:
+                try:
+                    c.send(None)
+                except (OSError, ValueError):
+                    pass
+        deadline = time.time() + timeout
+        for p in self.procs:
+            if p is not None:
+                p.join(timeout=max(0.0, deadline - time.time()))
+        for p in self.procs:
+            if p is not None and p.is_alive():
+                p.terminate()
+                p.join(timeout=1.0)
+            if p is not None and p.is_alive():
+                p.kill()
+                p.join()
+        for c in self.conns:
+            if c is not None:
+                c.close()
+
+
+def slots_per_actor(num_actors: int, batch_slots: int) -> int:
+    """Enough slots that actors keep working while the learner holds a batch (at least 2 each)."""
+    return max(2, math.ceil(2 * batch_slots / num_actors))

@@ -1,0 +1,210 @@
+"""IMPALA: unroll threading (counting core + counting env), actor replacement, non-finite losses, config.
+
+The unroll tests run the actor in-process (no subprocess); the others start real actor processes on
+tiny networks and check that none is left behind.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from dataclasses import replace
+
+import pytest
+import torch
+
+import agents.impala as impala
+from agents.common import build_policy
+from agents.impala_actor import Actor, ActorPool, SharedWeights, UnrollBuffers, actor_env_id
+from envs.testing import CountingEnv
+from envs.wrappers import PrevActionReward
+from srwm_rl.config import CoreConfig, ImpalaConfig, PolicyConfig, TrainConfig
+from srwm_rl.cores import Core
+
+
+class CountingCore(Core):
+    """State: (steps since the last reset, steps ever) per sample; the output is zero (uniform policy)."""
+
+    def __init__(self, input_size: int, output_size: int):
+        super().__init__()
+        self.input_size, self.output_size = input_size, output_size
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.reset_every_unroll = False
+
+    def state_shapes(self):
+        return [(1,), (1,)]
+
+    def _forward(self, x, state, first):
+        since, ever = state
+        for t in range(x.shape[0]):
+            since = torch.where(first[t, :, None], torch.zeros_like(since), since) + 1
+            ever = ever + 1
+        return torch.zeros(*x.shape[:2], self.output_size) * self.dummy, (since, ever)
+
+
+def small_cfg(**impala_kw) -> TrainConfig:
+    return TrainConfig(algo="impala", torch_threads=1, env=replace(TrainConfig().env, id="srwm_rl/CartPoleNoVel-v0"),
+                       policy=PolicyConfig(prev_action=False, prev_reward=False, mlp_hidden=(16,)),
+                       core=CoreConfig(kind="srwm", hidden_size=16, num_heads=2, num_layers=1, ff_mult=2),
+                       impala=ImpalaConfig(**{"num_actors": 2, "envs_per_actor": 2, "batch_size": 4,
+                                              "unroll_length": 8, **impala_kw}))
+
+
+def counting_actor(T, lengths, core: str = "counting", prev=False):
+    env = PrevActionReward(CountingEnv(lengths)) if prev else CountingEnv(lengths)
+    cfg = replace(small_cfg(), policy=PolicyConfig(prev_action=prev, prev_reward=prev, mlp_hidden=(8,)))
+    policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    if core == "counting":
+        policy.core = CountingCore(policy.core.input_size, policy.core.output_size)
+    buffers = UnrollBuffers(3, T, env.num_envs, env.observation_space, env.action_space,
+                            policy.initial_state(env.num_envs))
+    actor = Actor(policy, env, buffers, gamma=0.99)
+    actor.reset(seed=0)
+    return actor, buffers
+
+
+def test_unroll_state_and_observations_are_threaded():
+    """The state stored with unroll k+1 is the actor's state at the end of unroll k, the learner
+    rebuilds it from unroll k alone, and observations continue across the border."""
+    T, lengths = 5, [3, 7, 4]
+    actor, buf = counting_actor(T, lengths)
+    finals = []
+    for slot in range(3):
+        actor.fill(slot)
+        finals.append(tuple(s.clone() for s in actor.state))
+    for k in range(3):
+        obs = buf.obs[k]                                  # [T + 1, E, 3] = (t in episode, env, steps since reset)
+        assert torch.equal(obs[:, :, 2], (k * T + torch.arange(T + 1)).float()[:, None].expand(T + 1, 3))
+        assert torch.equal(buf.first[k], obs[:, :, 0] == 0)
+        assert torch.equal(buf.done[k], buf.first[k][1:])                  # no trials: ends = resets
+        torch.testing.assert_close(buf.reward[k], buf.action[k].float() + 0.01 * obs[:T, :, 0])
+        since, ever = (s[k] for s in buf.state)           # the state before row 0
+        assert torch.equal(ever[:, 0], torch.full((3,), float(k * T)))
+        if k > 0:
+            assert torch.equal(buf.obs[k][0], buf.obs[k - 1][T])           # bootstrap row = next row 0
+            assert torch.equal(buf.first[k][0], buf.first[k - 1][T])
+            for stored, final in zip((s[k] for s in buf.state), finals[k - 1]):
+                assert torch.equal(stored, final)
+            # before a non-first row 0 the core has seen exactly t steps of the episode
+            t0 = obs[0, :, 0]
+            assert torch.equal(since[:, 0][t0 > 0], t0[t0 > 0])
+        if k + 1 < 3:                                     # the learner's replay of rows 0..T-1
+            with torch.no_grad():
+                _, _, replayed = actor.policy(buf.obs[k][:T], tuple(s[k] for s in buf.state), buf.first[k][:T])
+            for r, stored in zip(replayed, (s[k + 1] for s in buf.state)):
+                assert torch.equal(r, stored)
+
+
+def test_learner_replay_with_srwm_matches_the_actor():
+    """A real SRWM policy (with previous action/reward inputs): the learner recomputes the actor's
+    final state and behaviour log-probabilities from the stored unroll, so rho = 1 on-policy."""
+    T = 6
+    actor, buf = counting_actor(T, [2, 5, 9], core="srwm", prev=True)
+    actor.fill(0)
+    actor.fill(1)
+    with torch.no_grad():
+        obs = {k: v[0] for k, v in buf.obs.items()}
+        dist, _, state = actor.policy({k: v[:T] for k, v in obs.items()}, tuple(s[0] for s in buf.state),
+                                      buf.first[0][:T])
+        torch.testing.assert_close(dist.log_prob(buf.action[0]), buf.logp[0], atol=1e-5, rtol=1e-5)
+        for r, stored in zip(state, (s[1] for s in buf.state)):
+            torch.testing.assert_close(r, stored, atol=1e-5, rtol=1e-5)
+        batch = buf.batch([0, 1], "cpu")
+        # two slots side by side: B = 2 * E sequences
+        assert batch["first"].shape == (T + 1, 6) and batch["reward"].shape == (T, 6)
+        loss, stats, _ = impala.impala_loss(actor.policy, batch, ImpalaConfig())
+    assert torch.isfinite(loss)
+    assert stats["vtrace/rho_mean"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_truncated_episode_reward_is_bootstrapped():
+    actor, buf = counting_actor(4, [2, 3], core="counting")
+    actor.env.unwrapped.truncate = True
+    actor.fill(0)
+    # the counting policy's value head is a constant (zero core output): reward += gamma * v
+    v = float(actor.policy.v.bias.detach())
+    want = buf.action[0].float() + 0.01 * buf.obs[0][:4, :, 0] + 0.99 * v * buf.done[0].float()
+    torch.testing.assert_close(buf.reward[0], want)
+
+
+def test_actor_env_id_deals_games_round_robin():
+    six = "procgen:bigfish+fruitbot+maze+leaper+plunder+starpilot"
+    assert actor_env_id(six, 0, 1) == "procgen:bigfish"
+    assert actor_env_id(six, 7, 1) == "procgen:fruitbot"
+    assert actor_env_id(six, 1, 4) == "procgen:plunder+starpilot+bigfish+fruitbot"
+    assert actor_env_id(six, 3, 6) == six
+    assert actor_env_id("procgen:bigfish", 5, 1) == "procgen:bigfish"
+
+
+def test_shared_weights_versions():
+    ctx = multiprocessing.get_context("fork")
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    w = SharedWeights(a, ctx)
+    assert w.version == 0 and w.load_into(b) == 0
+    assert torch.equal(b.weight, a.weight)
+    with torch.no_grad():
+        a.weight.add_(1.0)
+    assert w.publish(a) == 1 and w.load_into(b, have=0) == 1
+    assert torch.equal(b.weight, a.weight)
+    assert w.load_into(b, have=1) == 1
+
+
+def test_config_validation():
+    assert not small_cfg().validate()
+    errs = replace(small_cfg(), impala=ImpalaConfig(envs_per_actor=3, batch_size=32, num_actors=0)).validate()
+    assert any("impala.batch_size=32" in e for e in errs) and any("impala.num_actors=0" in e for e in errs)
+    bad = replace(small_cfg(), env=replace(small_cfg().env, normalize_obs=True))
+    assert any("normalize_obs" in e for e in bad.validate())
+
+
+def _no_children_left():
+    assert multiprocessing.active_children() == []
+
+
+def test_killed_actor_is_replaced_and_training_goes_on(tmp_path, monkeypatch):
+    cfg = replace(small_cfg(), total_steps=40 * 32, checkpoint_every=5)
+    orig, seen = ActorPool.collect, {"n": 0, "killed": None, "after": set()}
+
+    def collect(self, timeout):
+        got = orig(self, timeout)
+        seen["n"] += bool(got)
+        if seen["killed"] is not None:
+            seen["after"].update(i for i, *_ in got)
+        if seen["n"] == 3 and seen["killed"] is None:
+            seen["killed"] = self.procs[0].pid
+            os.kill(seen["killed"], signal.SIGKILL)
+        return got
+
+    monkeypatch.setattr(ActorPool, "collect", collect)
+    result = impala.train(cfg, tmp_path, progress=False)
+    assert result["global_step"] >= cfg.total_steps and result["interrupted"] is None
+    assert result["actor_restarts"] >= 1
+    assert 0 in seen["after"], "the replacement of actor 0 delivered unrolls"
+    with pytest.raises(ProcessLookupError):
+        os.kill(seen["killed"], 0)
+    assert (tmp_path / "checkpoints" / "latest.pt").exists()
+    _no_children_left()
+
+
+def test_nonfinite_loss_is_skipped_then_stops_keeping_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg = replace(small_cfg(max_nonfinite=3), total_steps=10_000, checkpoint_every=1)
+    orig, calls = impala.impala_loss, {"n": 0}
+
+    def loss_fn(policy, batch, ic):
+        loss, stats, state = orig(policy, batch, ic)
+        calls["n"] += 1
+        if calls["n"] == 3:       # one isolated NaN: skipped, training goes on
+            return loss * float("nan"), stats, state
+        if calls["n"] >= 6:       # then NaN for good
+            return loss * float("inf") * 0.0, stats, state
+        return loss, stats, state
+
+    monkeypatch.setattr(impala, "impala_loss", loss_fn)
+    with pytest.raises(impala.NonFiniteLossError, match="non-finite in 3 updates in a row"):
+        impala.train(cfg, tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["update"] == 4                    # 5 good losses were computed, 1 skipped -> 4 updates
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    text = (tmp_path / "metrics.csv").read_text()
+    assert "nonfinite_skipped" in text
+    _no_children_left()
