@@ -257,10 +257,44 @@ def memory_table(Ts, H: int = 8, d: int = 16) -> None:
           f"q, k, beta, v-vbar: 5d+8 = {5 * d + 8} floats = {4 * (5 * d + 8)} bytes)")
 
 
+# ------------------------------------------------------------------------------------------------
+# End to end: env steps/s of SRWM-PPO with each recurrence path (the `srwm-rl train` CLI).
+# ------------------------------------------------------------------------------------------------
+
+E2E = {  # name -> CLI arguments; small runs, long enough for a steady steps/s
+    "cartpole-novel": ["--preset", "cartpole-novel", "--total_steps", "8192"],
+    "procgen bigfish": ["--preset", "procgen", "--env.num_envs", "16", "--total_steps", "8192"],
+}
+
+
+def e2e_table(impls=("pure", "lean", "fused")) -> None:
+    import csv
+    import subprocess
+    import tempfile
+    exe = os.path.join(os.path.dirname(sys.executable), "srwm-rl")
+    print("\n## End to end: SRWM-PPO env steps/s (whole training loop: rollout + update)")
+    for name, extra in E2E.items():
+        row = []
+        for impl in impls:
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [exe, "train", *extra, "--core.impl", impl, "--torch_threads", str(torch.get_num_threads()),
+                       "--log_every", "1", "--run_dir", os.path.join(tmp, "run"), "--no-progress"]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    row.append(f"{impl}: failed ({res.stderr.strip().splitlines()[-1:]})")
+                    continue
+                with open(os.path.join(tmp, "run", "metrics.csv"), newline="") as f:
+                    sps = float(list(csv.DictReader(f))[-1]["sps"])
+                row.append(f"{impl} {sps:8.0f}")
+        print(f"  {name:<16} " + "   ".join(row))
+    print("  (" + "; ".join(f"{k}: srwm-rl train {' '.join(v)}" for k, v in E2E.items()) + ")")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="T=64 only, fewer rounds (about a minute)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--e2e", action="store_true", help="also time short SRWM-PPO runs with each path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
@@ -280,6 +314,8 @@ def main() -> None:
     else:
         speed_table([(8, 16), (4, 32)], [64, 256], rounds=7, per_round_s=0.3)
         memory_table([32, 128, 512])
+    if args.e2e:
+        e2e_table()
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
