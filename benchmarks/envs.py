@@ -39,31 +39,36 @@ def compare(raw: StepFn | None, ours: StepFn, actions: np.ndarray, seconds: floa
     """Median env steps/s of ``raw`` and ``ours`` over ``repeats`` blocks of about ``seconds`` each.
 
     Within a block the two alternate step by step (same actions), each timed on its own, so that the
-    load of a shared machine falls on both alike. 5 warm-up steps each first.
+    load of a shared machine falls on both alike. Returns (raw wall rate, our wall rate, CPU-time
+    ratio ours/raw): the process CPU time (all threads) is the steadier measure when other jobs
+    compete for the cores. 5 warm-up steps each first.
     """
     for a in actions[:5]:
         ours(a)
         if raw is not None:
             raw(a)
-    raw_rates, our_rates = [], []
-    clock = time.perf_counter
+    raw_rates, our_rates, cpu_ratios = [], [], []
+    wall, cpu = time.perf_counter, time.process_time
     for _ in range(repeats):
-        t_raw = t_ours = 0.0
-        n, t_block = 0, clock()
-        while clock() - t_block < seconds:
+        t_raw = t_ours = c_raw = c_ours = 0.0
+        n, t_block = 0, wall()
+        while wall() - t_block < seconds:
             a = actions[n % len(actions)]
             if raw is not None:
-                t0 = clock()
+                t0, c0 = wall(), cpu()
                 raw(a)
-                t_raw += clock() - t0
-            t0 = clock()
+                t_raw, c_raw = t_raw + wall() - t0, c_raw + cpu() - c0
+            t0, c0 = wall(), cpu()
             ours(a)
-            t_ours += clock() - t0
+            t_ours, c_ours = t_ours + wall() - t0, c_ours + cpu() - c0
             n += 1
+        our_rates.append(n * actions.shape[1] / t_ours)
         if raw is not None:
             raw_rates.append(n * actions.shape[1] / t_raw)
-        our_rates.append(n * actions.shape[1] / t_ours)
-    return (statistics.median(raw_rates) if raw_rates else None), statistics.median(our_rates)
+            cpu_ratios.append(c_raw / c_ours)
+    if raw is None:
+        return None, statistics.median(our_rates), None
+    return statistics.median(raw_rates), statistics.median(our_rates), statistics.median(cpu_ratios)
 
 
 def procgen_rows(num_envs: int, seconds: float, repeats: int):
@@ -84,15 +89,15 @@ def procgen_rows(num_envs: int, seconds: float, repeats: int):
             for env in raws:
                 env.observe()
 
-        r, o = compare(raw_step, ours.step, actions, seconds, repeats)
-        yield f"procgen {'+'.join(games)} ({num_envs} envs)", "raw ProcgenGym3Env", r, o
+        yield (f"procgen {'+'.join(games)} ({num_envs} envs)", "raw ProcgenGym3Env",
+               *compare(raw_step, ours.step, actions, seconds, repeats))
         ours.close()
         for env in raws:
             env.close()
     trials = envs.make("procgen:coinrun", num_envs, seed=0, distribution_mode="easy", trial_episodes=2)
     trials.reset()
-    _, o = compare(None, trials.step, actions, seconds, repeats)
-    yield f"procgen coinrun trials, 1 level/trial ({num_envs} envs)", "-", None, o
+    yield (f"procgen coinrun trials, 1 level/trial ({num_envs} envs)", "-",
+           *compare(None, trials.step, actions, seconds, repeats))
     trials.close()
 
 
@@ -106,8 +111,8 @@ def gymnasium_rows(num_envs: int, seconds: float, repeats: int):
                             autoreset_mode=AutoresetMode.SAME_STEP)
         ref.reset(seed=0)
         actions = np.random.default_rng(0).integers(0, ours.action_space.n, (200, num_envs))
-        r, o = compare(ref.step, ours.step, actions, seconds, repeats)
-        yield f"{env_id} ({num_envs} envs, in-process)", "gymnasium SyncVectorEnv", r, o
+        yield (f"{env_id} ({num_envs} envs, in-process)", "gymnasium SyncVectorEnv",
+               *compare(ref.step, ours.step, actions, seconds, repeats))
         ours.close()
         ref.close()
 
@@ -119,12 +124,13 @@ def main() -> None:
     parser.add_argument("--procgen-envs", type=int, default=64)
     parser.add_argument("--gym-envs", type=int, default=8)
     args = parser.parse_args()
-    print(f"| env | baseline | baseline steps/s | ours steps/s | ours/baseline |\n|---|---|---|---|---|")
+    print("| env | baseline | baseline steps/s | ours steps/s | ours/baseline (wall) | ours/baseline (CPU) |\n"
+          "|---|---|---|---|---|---|")
     rows = [*procgen_rows(args.procgen_envs, args.seconds, args.repeats),
             *gymnasium_rows(args.gym_envs, args.seconds, args.repeats)]
-    for name, base, r, o in rows:
-        ratio = f"{o / r:.2f}" if r else "-"
-        print(f"| {name} | {base} | {f'{r:,.0f}' if r else '-'} | {o:,.0f} | {ratio} |", flush=True)
+    for name, base, r, o, c in rows:
+        ratio, cpu = (f"{o / r:.2f}", f"{c:.2f}") if r else ("-", "-")
+        print(f"| {name} | {base} | {f'{r:,.0f}' if r else '-'} | {o:,.0f} | {ratio} | {cpu} |", flush=True)
 
 
 if __name__ == "__main__":
