@@ -37,6 +37,8 @@ def _add_target_options(p: argparse.ArgumentParser, *, greedy_default: bool) -> 
     r.add_argument("--num-envs", "--num_envs", dest="num_envs", type=int, help="environments stepped together")
     r.add_argument("--seed", type=int, default=0, help="seed of the environments and of action sampling")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--threads", type=int, default=0,
+                   help="torch.set_num_threads (0 = PyTorch's default; 1 is fastest for small models on a busy CPU)")
 
 
 def _deterministic(args: argparse.Namespace) -> bool:
@@ -51,10 +53,15 @@ def run_dir_of(target: str | Path) -> Path:
     return target.parent.parent if target.parent.name == "checkpoints" else target.parent
 
 
-def load(target: str, device: str):
+def load(target: str, device: str, threads: int = 0):
     """(cfg, policy, ckpt) or UsageError naming the problem."""
+    import torch
     from agents.common import load_agent
     from .checkpoint import CheckpointError
+    if threads < 0:
+        raise UsageError(f"--threads={threads}: must be >= 0")
+    if threads:
+        torch.set_num_threads(threads)
     if not Path(target).exists():
         raise UsageError(f"{target} does not exist (expected a run directory or a checkpoint file)")
     try:
@@ -107,7 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import json_safe, write_episodes_csv
     from .runlog import write_json
     _check_counts(num_episodes=args.num_episodes, num_envs=args.num_envs)
-    agent = load(args.target, args.device)
+    agent = load(args.target, args.device, args.threads)
     out = Path(args.out) if args.out else run_dir_of(args.target) / "eval" / _tag(args)
     records, summary = _evaluate(args.target, agent, args, args.num_episodes)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +174,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .evaluation import eval_env_overrides, run_episodes
     from .video import RolloutRecorder, VideoWriter, enable_frames
     _check_counts(grid=args.grid, episodes=args.episodes, height=args.height, max_steps=args.max_steps)
-    cfg, policy, ckpt = load(args.target, args.device)
+    cfg, policy, ckpt = load(args.target, args.device, args.threads)
     if args.out:
         path = Path(args.out)
     else:
@@ -225,7 +232,7 @@ def cmd_adaptation(args: argparse.Namespace) -> int:
     _check_counts(num_trials=args.num_trials, num_envs=args.num_envs)
     if args.labels and len(args.labels) != len(args.targets):
         raise UsageError(f"--labels: {len(args.labels)} labels for {len(args.targets)} checkpoints")
-    agents = [load(t, args.device) for t in args.targets]       # every checkpoint checked before any rollout
+    agents = [load(t, args.device, args.threads) for t in args.targets]       # every checkpoint checked before any rollout
     labels = args.labels or [f"{a[0].core.kind} ({run_dir_of(t).name})" for t, a in zip(args.targets, agents)]
     ids = {a[0].env.id for a in agents}
     if len(ids) > 1 and not args.games:

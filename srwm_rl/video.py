@@ -47,8 +47,9 @@ def check_video_path(path: str | os.PathLike) -> Path:
 
 
 class VideoWriter:
-    """uint8 RGB frames [H, W, 3] -> ``path`` (.mp4: H.264 through PyAV; .gif: Pillow). The path is
-    checked on construction; odd sizes are padded to even (H.264 with yuv420p needs even sizes)."""
+    """uint8 RGB frames [H, W, 3] -> ``path`` (.mp4: H.264 through PyAV; .gif: Pillow, which merges
+    identical consecutive frames into one longer frame). The path is checked on construction; odd sizes
+    are padded to even (H.264 with yuv420p needs even sizes)."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 15.0):
         self.path = check_video_path(path)
