@@ -52,6 +52,24 @@ def test_trials_on_an_in_context_task_keep_the_task():
     assert (tasks[0] != tasks[60]).any()
 
 
+def test_async_trials_equal_sync_trials():
+    """Subprocess envs keep tasks across resets too (reset_mask with the keep_task option)."""
+    rng = np.random.default_rng(0)
+    sync, asyn = (envs.make("srwm_rl/DarkKeyToDoor-v0", 2, seed=3, trial_episodes=2, vectorization=v)
+                  for v in ("sync", "async"))
+    np.testing.assert_array_equal(sync.reset(), asyn.reset())
+    for _ in range(220):
+        a = rng.integers(0, 5, 2)
+        for x, y in zip(sync.step(a), asyn.step(a)):
+            if isinstance(x, dict):
+                for k in ("task_id", "trial_episode", "inner_episode_done", "episode_done"):
+                    np.testing.assert_array_equal(x[k], y[k])
+            else:
+                np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(sync.first, asyn.first)
+    asyn.close()
+
+
 def test_trials_need_an_env_that_keeps_tasks():
     class NoKeep(VecEnv):
         num_envs = 1
