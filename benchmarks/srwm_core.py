@@ -247,14 +247,14 @@ def memory_table(Ts, H: int = 8, d: int = 16) -> None:
         lstm = nn.LSTM(WIDTH, WIDTH)
         xl = torch.randn(T, B, WIDTH, requires_grad=True)
         rows["nn.LSTM"].append(saved_bytes(lambda: lstm(xl), (xl, *lstm.parameters())))
-    print(f"  {'path':<12}" + "".join(f"{'T=' + str(T):>12}" for T in Ts) + f"{'bytes/step/B/H':>18}")
+    print(f"  {'path':<12}" + "".join(f"{'T=' + str(T):>12}" for T in Ts) + f"{'bytes per step and sample':>28}")
     for name in names:
         vals = rows[name]
-        per = (vals[-1] - vals[0]) / (Ts[-1] - Ts[0]) / B / H if name != "nn.LSTM" else float("nan")
-        print(f"  {name:<12}" + "".join(f"{v / 2 ** 20:12.2f}" for v in vals) + f"{per:18.0f}")
+        per = (vals[-1] - vals[0]) / (Ts[-1] - Ts[0]) / B           # slope: what each extra step costs
+        print(f"  {name:<12}" + "".join(f"{v / 2 ** 20:12.2f}" for v in vals) + f"{per:28.0f}")
     m = fast_width(d)
-    print(f"  (one head's fast weights: d*(3d+4) = {d * m} floats = {4 * d * m} bytes; "
-          f"q, k, beta, v-vbar: 5d+8 = {5 * d + 8} floats = {4 * (5 * d + 8)} bytes)")
+    print(f"  (per sample and step, H={H} heads: fast weights H*d*(3d+4) = {4 * H * d * m} bytes; "
+          f"q, k, beta, v-vbar: H*(5d+8) floats = {4 * H * (5 * d + 8)} bytes)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,6 +301,8 @@ def main() -> None:
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     print(f"# SRWM core benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, "
           f"{os.cpu_count()} CPUs")
+    load = lambda: open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"  # noqa: E731
+    print(f"load average at start: {load()} (other processes on these cores skew the figures)")
     t0 = time.perf_counter()
     if srwm_fused.fused_available():
         print(f"fused kernel ready in {time.perf_counter() - t0:.1f} s: {srwm_fused.fused_build_info()}")
@@ -316,7 +318,7 @@ def main() -> None:
         memory_table([32, 128, 512])
     if args.e2e:
         e2e_table()
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average at the end: {load()}")
 
 
 if __name__ == "__main__":
