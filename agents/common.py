@@ -1,6 +1,7 @@
 """What every training loop shares: environments from the config, the policy, seeding, checkpoints, signals."""
 from __future__ import annotations
 
+import importlib
 import random
 import signal
 from dataclasses import replace
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 import envs
+from envs.meta import META_ENVS, MetaEnv
 from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward
 from srwm_rl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, space_from_dict,
                                 space_to_dict)
@@ -26,13 +28,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def takes_task_split(env_id: str) -> bool:
+    """True for the in-context tasks with train/test task sets (MetaEnv subclasses)."""
+    if env_id not in META_ENVS:
+        return False
+    module, cls = META_ENVS[env_id][0].split(":")
+    return issubclass(getattr(importlib.import_module(module), cls), MetaEnv)
+
+
 def env_kwargs(cfg: EnvConfig) -> dict[str, Any]:
     """The options of :func:`envs.make` that apply to ``cfg.id``."""
     kw: dict[str, Any] = {}
     if cfg.id.startswith("procgen:"):
         kw.update(num_levels=cfg.num_levels, start_level=cfg.start_level,
                   distribution_mode=cfg.distribution_mode, use_sequential_levels=cfg.use_sequential_levels)
-    elif cfg.id.startswith("srwm_rl/"):
+    elif takes_task_split(cfg.id):
         kw.update(task_split=cfg.task_split)
     else:
         kw.update(vectorization=cfg.vectorization)

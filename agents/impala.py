@@ -67,6 +67,19 @@ def impala_loss(policy, batch: dict[str, Any], ic: ImpalaConfig) -> tuple[torch.
     return loss, stats, tuple(x.detach() for x in state)
 
 
+def chunk_encoder(policy, chunk: int) -> None:
+    """Make ``policy.encoder`` process at most ``chunk`` observations at a time (same weights, same
+    state-dict keys). On CPU the IMPALA CNN's forward + backward over one learner batch (~1,600 images)
+    runs 2x faster in chunks of ~100-200, whose activations stay in cache."""
+    enc = policy.encoder
+    whole = enc.forward
+
+    def forward(x):
+        return whole(x) if x.shape[0] <= chunk else torch.cat([whole(c) for c in x.split(chunk)])
+
+    enc.forward = forward
+
+
 def observation_spaces(cfg: TrainConfig):
     """(observation space, action space) of one actor's wrapped environment."""
     ic = cfg.impala
@@ -87,6 +100,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
     seed_everything(cfg.seed)
     obs_space, action_space = observation_spaces(cfg)
     policy = build_policy(cfg, obs_space, action_space, device)
+    if ic.learner_chunk and device.type == "cpu":
+        chunk_encoder(policy, ic.learner_chunk)
     optimizer = torch.optim.RMSprop(policy.parameters(), lr=ic.learning_rate, alpha=ic.rmsprop_alpha,
                                     eps=ic.rmsprop_eps, momentum=ic.rmsprop_momentum)
     update, global_step, best = 0, 0, -math.inf

@@ -167,7 +167,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
 def _optimise(policy, optimizer, buf: Rollout, state0, adv, ret, cfg: TrainConfig) -> dict[str, float]:
     p = cfg.ppo
     N = buf.first.shape[1]
-    sums: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl", "clip_frac")}
+    sums: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
+                                                    "clip_frac", "grad_norm")}
     for _ in range(p.update_epochs):
         for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
             obs = _map(buf.obs, lambda v: v[:, mb])
@@ -183,10 +184,10 @@ def _optimise(policy, optimizer, buf: Rollout, state0, adv, ret, cfg: TrainConfi
             loss = pg.loss + p.vf_coef * v_loss - p.ent_coef * ent
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
             optimizer.step()
-            for k, v in zip(sums, (pg.loss, v_loss, ent, pg.approx_kl, pg.clip_frac)):
-                sums[k].append(float(v))
+            for k, v in zip(sums, (pg.loss, v_loss, ent, pg.approx_kl, pg.clip_frac, grad_norm)):
+                sums[k].append(float(v.detach()))
         if p.target_kl and np.mean(sums["approx_kl"][-p.num_minibatches:]) > p.target_kl:
             break
     return {k: float(np.mean(v)) for k, v in sums.items()}

@@ -26,6 +26,7 @@ ALGOS: dict[str, str] = {
     "sb3-ppo": "agents.sb3_baselines:train_ppo",
     "sb3-recurrent-ppo": "agents.sb3_baselines:train_recurrent_ppo",
     "impala": "agents.impala:train",
+    "fewshot": "agents.fewshot:train",
 }
 
 
@@ -45,8 +46,8 @@ class EnvConfig:
     """Clip rewards to [-c, c] (the paper uses 1); 0 = no clipping."""
     normalize_obs: bool = False
     """Normalise vector observations with running statistics (saved in checkpoints)."""
-    normalize_reward: bool = False
-    """Scale rewards by a running estimate of the return's standard deviation (saved in checkpoints)."""
+    normalize_reward: bool = True
+    """Scale rewards by a running estimate of the return's standard deviation (saved in checkpoints); keeps value targets near unit scale, which bounded cores (LSTM) need to learn."""
     num_levels: int = 200
     """Procgen: number of training levels (0 = the full distribution)."""
     start_level: int = 0
@@ -165,6 +166,9 @@ class ImpalaConfig:
     """Stop with an error after this many non-finite losses in a row (each one's update is skipped)."""
     max_actor_failures: int = 3
     """Stop with an error when an actor dies this many times in a row before delivering an unroll."""
+    learner_chunk: int = 128
+    """CPU learner: run the observation encoder over at most this many images at a time (cache-sized
+    activations; 2x faster for the IMPALA CNN's forward + backward on CPU); 0 = the whole batch at once."""
 
     def validate(self) -> list[str]:
         errs = []
@@ -182,9 +186,95 @@ class ImpalaConfig:
         if not 0 <= self.rmsprop_alpha < 1:
             errs.append(f"impala.rmsprop_alpha={self.rmsprop_alpha}: must be in [0, 1)")
         for name in ("rmsprop_eps", "rmsprop_momentum", "entropy_cost", "baseline_cost", "max_grad_norm",
-                     "clip_rho_threshold", "clip_pg_rho_threshold"):
+                     "clip_rho_threshold", "clip_pg_rho_threshold", "learner_chunk"):
             if getattr(self, name) < 0:
                 errs.append(f"impala.{name}={getattr(self, name)}: must be >= 0")
+        return errs
+
+
+@dataclass(frozen=True)
+class FewshotConfig:
+    """Sequential N-way K-shot classification (agents/fewshot.py, srwm_rl/fewshot/); steps are examples shown."""
+
+    num_ways: int = 5
+    """N: classes per task, labelled 0..N-1 by a fresh random permutation per task (at most 10 with the digits)."""
+    num_shots: int = 1
+    """K: labelled examples of each class before the queries (>= 1)."""
+    num_queries: int = 1
+    """Query examples of each class after the K shots (>= 0); their labels are hidden unless query_labels."""
+    query_labels: bool = False
+    """Reveal query labels at the next step too (fully sequential protocol); false: every query is exactly K-shot."""
+    source: str = "glyphs"
+    """Class source for meta-training: glyphs (procedural, unlimited); the real 'digits' are held out for evaluation."""
+    distortion: float = 1.0
+    """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
+    loss_on: str = "all"
+    """Cross-entropy on every prediction (all) or on the queries only (queries)."""
+    batch_size: int = 32
+    """Tasks (sequences) per update."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over total_steps."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping; 0 = none."""
+    encoder: str = "cnn"
+    """Image encoder: cnn (two conv layers) or mlp."""
+    encoder_features: int = 64
+    """Features of one encoded example (fed to the core beside the previous label)."""
+    pairing: str = "interleave"
+    """How x_{t-1} meets its label y_{t-1}: none (the core pairs them), shift ([x_t, x_{t-1}, y_{t-1}]), interleave (a write step, then a read step)."""
+    eval_every: int = 100
+    """Updates between held-out evaluations (best.pt follows the val glyph classes' query accuracy)."""
+    eval_tasks: int = 256
+    """Tasks per held-out evaluation and source."""
+    eval_sources: tuple[str, ...] = ("glyphs", "digits")
+    """Sources evaluated during training: glyphs (val classes) and/or digits (the real dataset)."""
+
+    def validate(self) -> list[str]:
+        from .fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, SOURCES
+        errs = []
+        if self.num_ways < 2:
+            errs.append(f"fewshot.num_ways={self.num_ways}: must be >= 2")
+        if self.num_shots < 1:
+            errs.append(f"fewshot.num_shots={self.num_shots}: must be >= 1")
+        if self.num_queries < 0:
+            errs.append(f"fewshot.num_queries={self.num_queries}: must be >= 0")
+        if self.source == "digits":
+            errs.append("fewshot.source='digits': the real dataset is held out for evaluation only; "
+                        "allowed for training: 'glyphs'")
+        elif self.source not in SOURCES:
+            errs.append(f"fewshot.source={self.source!r}: unknown class source; allowed for training: 'glyphs'")
+        unknown = [s for s in self.eval_sources if s not in SOURCES]
+        if unknown:
+            errs.append(f"fewshot.eval_sources={list(self.eval_sources)}: unknown class source(s) {unknown}; "
+                        f"allowed: {list(SOURCES)}")
+        if "digits" in self.eval_sources and self.num_ways > DIGITS_NUM_CLASSES:
+            errs.append(f"fewshot.num_ways={self.num_ways}: larger than the {DIGITS_NUM_CLASSES} classes of "
+                        f"eval source 'digits'; allowed: 2..{DIGITS_NUM_CLASSES} (or drop digits from "
+                        f"fewshot.eval_sources)")
+        if "digits" in self.eval_sources and self.num_shots + self.num_queries > DIGITS_MIN_PER_CLASS:
+            errs.append(f"fewshot.num_shots + fewshot.num_queries = {self.num_shots + self.num_queries}: "
+                        f"the digits have only {DIGITS_MIN_PER_CLASS} examples of some class")
+        if self.loss_on not in ("all", "queries"):
+            errs.append(f"fewshot.loss_on={self.loss_on!r}: must be 'all' or 'queries'")
+        if self.loss_on == "queries" and self.num_queries < 1:
+            errs.append(f"fewshot.loss_on='queries' needs fewshot.num_queries >= 1 (got {self.num_queries})")
+        if not self.distortion >= 0:
+            errs.append(f"fewshot.distortion={self.distortion}: must be >= 0")
+        for name in ("batch_size", "encoder_features", "eval_tasks"):
+            if getattr(self, name) < 1:
+                errs.append(f"fewshot.{name}={getattr(self, name)}: must be >= 1")
+        if self.eval_every < 0:
+            errs.append(f"fewshot.eval_every={self.eval_every}: must be >= 0")
+        if not self.learning_rate > 0:
+            errs.append(f"fewshot.learning_rate={self.learning_rate}: must be > 0")
+        if self.max_grad_norm < 0:
+            errs.append(f"fewshot.max_grad_norm={self.max_grad_norm}: must be >= 0")
+        if self.encoder not in ("cnn", "mlp"):
+            errs.append(f"fewshot.encoder={self.encoder!r}: must be 'cnn' or 'mlp'")
+        if self.pairing not in ("none", "shift", "interleave"):
+            errs.append(f"fewshot.pairing={self.pairing!r}: must be 'none', 'shift' or 'interleave'")
         return errs
 
 
@@ -193,7 +283,7 @@ class TrainConfig:
     """A whole training run."""
 
     algo: str = "ppo"
-    """Algorithm: ppo (recurrent PPO), impala (IMPALA / V-trace), sb3-ppo, sb3-recurrent-ppo (Stable-Baselines3 baselines)."""
+    """Algorithm: ppo (recurrent PPO), impala (IMPALA / V-trace), sb3-ppo, sb3-recurrent-ppo (Stable-Baselines3 baselines), fewshot (supervised few-shot meta-training)."""
     seed: int = 1
     """Seed for environments, network initialisation and sampling."""
     total_steps: int = 1_000_000
@@ -213,11 +303,14 @@ class TrainConfig:
     core: CoreConfig = field(default_factory=CoreConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     impala: ImpalaConfig = field(default_factory=ImpalaConfig)
+    fewshot: FewshotConfig = field(default_factory=FewshotConfig)
 
     def validate(self) -> list[str]:
         """All problems, each naming the field, its value and what is allowed."""
         errs = self.env.validate() + self.policy.validate() + self.core.validate() + self.ppo.validate()
         errs += self.impala.validate()
+        if self.algo == "fewshot":
+            errs += self.fewshot.validate()
         if self.algo not in ALGOS:
             errs.append(f"algo={self.algo!r}: must be one of {sorted(ALGOS)}")
         if self.total_steps < 1:
@@ -239,6 +332,9 @@ class TrainConfig:
         return errs
 
     def default_run_dir(self) -> str:
+        if self.algo == "fewshot":
+            f = self.fewshot
+            return f"runs/fewshot-{f.num_ways}w{f.num_shots}s-{self.core.kind}-s{self.seed}"
         env = self.env.id.replace("/", "_").replace(":", "_").replace("+", "_")
         return f"runs/{env}-{self.core.kind}-{self.algo}-s{self.seed}"
 

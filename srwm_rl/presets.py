@@ -30,11 +30,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     }),
     "cartpole-novel": ("CartPole without velocity (needs memory), target return 475+", {
         "total_steps": 500_000,
-        "env": {"id": "srwm_rl/CartPoleNoVel-v0", "num_envs": 8},
+        "env": {"id": "srwm_rl/CartPoleNoVel-v0", "num_envs": 8, "normalize_obs": True},
         "policy": {"prev_action": False, "prev_reward": False},
         "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
-        "ppo": {"num_steps": 128, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0,
-                "num_minibatches": 2, "update_epochs": 4},
+        # rl-baselines3-zoo's tuned RecurrentPPO settings for this task, with whole-sequence minibatches.
+        "ppo": {"num_steps": 32, "learning_rate": 1e-3, "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.0,
+                "num_minibatches": 1, "update_epochs": 20},
     }),
     "procgen": ("Procgen bigfish, easy, 200 levels, IMPALA CNN (the paper's network)", {
         "total_steps": 25_000_000,
