@@ -141,10 +141,13 @@ def paths(T: int, H: int, d: int) -> dict[str, tuple[Callable, Callable]]:
 # Timing: interleaved rounds, ratio to the LSTM inside each round, median over rounds.
 # ------------------------------------------------------------------------------------------------
 
+CLOCK = time.perf_counter           # --cpu-time: time.process_time
+
+
 def time_once(fn: Callable) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def measure(fns: dict[str, Callable], rounds: int, per_round_s: float) -> dict[str, tuple[float, float]]:
@@ -166,7 +169,9 @@ def measure(fns: dict[str, Callable], rounds: int, per_round_s: float) -> dict[s
 
 
 def speed_table(shapes, Ts, rounds: int, per_round_s: float) -> None:
-    print(f"\n## Speed: ms per time step (ratio to nn.LSTM in the same round), B={B}, width {WIDTH}")
+    clock = "CPU time" if CLOCK is time.process_time else "wall clock"
+    print(f"\n## Speed: ms per time step (ratio to nn.LSTM in the same round), B={B}, width {WIDTH}, "
+          f"{torch.get_num_threads()} thread(s), {clock}")
     for H, d in shapes:
         for T in Ts:
             cases = paths(T, H, d)
@@ -295,7 +300,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="T=64 only, fewer rounds (about a minute)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--e2e", action="store_true", help="also time short SRWM-PPO runs with each path")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread, timed by this process's CPU time instead of the wall clock: a cross-check "
+                         "that other processes on the same cores hardly disturb")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        args.threads, CLOCK = 1, time.process_time
     torch.set_num_threads(args.threads)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
