@@ -28,7 +28,7 @@ class CheckpointError(ValueError):
 def to_safe(obj: Any) -> Any:
     """numpy arrays and scalars -> tensors and Python numbers, recursively (weights_only-loadable)."""
     if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
+        return torch.from_numpy(np.array(obj, order="C"))   # not ascontiguousarray: it makes 0-d arrays 1-d
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
