@@ -174,6 +174,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .evaluation import eval_env_overrides, run_episodes
     from .video import RolloutRecorder, VideoWriter, enable_frames
     _check_counts(grid=args.grid, episodes=args.episodes, height=args.height, max_steps=args.max_steps)
+    if not args.no_overlays and args.height < 128:
+        raise UsageError(f"--height={args.height}: tiles with overlays need >= 128 pixels")
     cfg, policy, ckpt = load(args.target, args.device, args.threads)
     if args.out:
         path = Path(args.out)

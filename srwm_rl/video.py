@@ -1,4 +1,4 @@
-"""Rollout videos, headless: frames -> mp4 (imageio's pyav plugin, libx264) or gif, with optional overlays.
+"""Rollout videos, headless: frames -> mp4 (PyAV, libx264) or gif, with optional overlays.
 
     writer = VideoWriter("out.mp4", fps=15)          # checks the path now, before any rollout
     rec = RolloutRecorder(writer, num_envs=4, introspect=policy.core.introspect)
@@ -8,8 +8,8 @@
 The recorder is a ``run_episodes`` hook: on the rollout thread it only copies the step's small
 arrays (frame, action probabilities, Delta norms) into a queue; a background thread draws the
 overlays (numpy and Pillow) and encodes, so recording does not change the actions and costs the
-rollout little. Episodes are laid out as a grid of tiles, one per environment; a tile whose env has
-finished its episodes keeps its last frame.
+rollout little. Episodes are laid out as a grid of tiles, one per environment, drawn in place into one
+canvas that PyAV reads without a copy; a tile whose env has finished its episodes keeps its last frame.
 """
 from __future__ import annotations
 
@@ -47,16 +47,31 @@ def check_video_path(path: str | os.PathLike) -> Path:
 
 
 class VideoWriter:
-    """uint8 RGB frames [H, W, 3] -> ``path`` (.mp4: H.264 through PyAV; .gif: Pillow, which merges
-    identical consecutive frames into one longer frame). The path is checked on construction; odd sizes
-    are padded to even (H.264 with yuv420p needs even sizes)."""
+    """uint8 RGB frames [H, W, 3] -> ``path``. The path is checked on construction.
 
-    def __init__(self, path: str | os.PathLike, fps: float = 15.0):
+    .mp4: H.264 (libx264, yuv420p, plays in browsers) written with PyAV, the library under imageio's
+    pyav plugin, used directly to choose a fast colour conversion (the conversion, not the encoder,
+    is most of the cost). Odd sizes are padded to even. .gif: Pillow, which merges identical
+    consecutive frames into one longer frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 15.0, preset: str = "ultrafast", crf: int = 20):
         self.path = check_video_path(path)
-        self.fps, self.frames = float(fps), 0
+        self.fps, self.frames, self.preset, self.crf = float(fps), 0, preset, crf
+        if not self.fps > 0:
+            raise ValueError(f"fps={fps}: must be > 0")
         self.shape: Optional[tuple[int, int]] = None
         self._gif: list[np.ndarray] = []
-        self._mp4 = None
+        self._container = self._stream = None
+
+    def _open_mp4(self, h: int, w: int) -> None:
+        from fractions import Fraction
+
+        import av
+        self._container = av.open(str(self.path), "w")
+        self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "yuv420p"
+        self._stream.options = {"preset": self.preset, "crf": str(self.crf)}
 
     def append(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame, np.uint8)
@@ -68,22 +83,25 @@ class VideoWriter:
         if self.shape is None:
             self.shape = frame.shape[:2]
             if self.path.suffix.lower() == ".mp4":
-                import imageio.v3 as iio
-                self._mp4 = iio.imopen(self.path, "w", plugin="pyav")
-                self._mp4.init_video_stream("libx264", fps=self.fps, pixel_format="yuv420p")
-                self._mp4._video_stream.options = {"preset": "veryfast", "crf": "20"}
+                self._open_mp4(*self.shape)
         elif frame.shape[:2] != self.shape:
             raise ValueError(f"frame: size {frame.shape[:2]} differs from the first frame's {self.shape}")
-        if self._mp4 is not None:
-            self._mp4.write_frame(frame)
+        if self._stream is not None:
+            import av
+            yuv = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(frame), format="rgb24").reformat(
+                format="yuv420p", interpolation="FAST_BILINEAR")
+            for packet in self._stream.encode(yuv):
+                self._container.mux(packet)
         else:
-            self._gif.append(frame)
+            self._gif.append(frame.copy())
         self.frames += 1
 
     def close(self) -> Path:
-        if self._mp4 is not None:
-            self._mp4.close()
-            self._mp4 = None
+        if self._stream is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = self._stream = None
         elif self._gif:
             import imageio.v3 as iio
             iio.imwrite(self.path, np.stack(self._gif), plugin="pillow", duration=1000.0 / self.fps, loop=0)
@@ -108,79 +126,142 @@ def upscale(frame: np.ndarray, height: int) -> np.ndarray:
 class TileRenderer:
     """Draws one env's tile: the game frame (scaled to ``height``) and, with overlays, a side panel
     with step, reward, return, episode within trial, action probabilities and the core's
-    introspection values (e.g. the SRWM's |Delta| per layer) over time."""
+    introspection values (e.g. the SRWM's |Delta W| per layer) over time.
+
+    Drawing is numpy on a pre-drawn template (labels, frames of the charts); text is rendered by
+    Pillow once per distinct string and cached as a mask, so a tile costs a fraction of a millisecond.
+    """
 
     PANEL_W = 220
+    BARS_Y, BARS_H = 62, 44
+    MIN_OVERLAY_HEIGHT = 128
 
     def __init__(self, height: int = 256, overlays: bool = True, max_history: int = 1000):
         from PIL import ImageFont
+        if height < (self.MIN_OVERLAY_HEIGHT if overlays else 1):
+            raise ValueError(f"height={height}: tiles with overlays need >= {self.MIN_OVERLAY_HEIGHT} pixels")
         self.height, self.overlays, self.max_history = height, overlays, max_history
         self.font = ImageFont.load_default()
+        self._masks: dict[str, np.ndarray] = {}
+        self._templates: dict[tuple, np.ndarray] = {}
 
-    def draw(self, frame: Optional[np.ndarray], d: dict[str, Any], history: dict[str, list[float]]) -> np.ndarray:
-        if frame is None:                    # no picture (e.g. the bandit): the panel alone
-            img = np.zeros((self.height, 0 if self.overlays else self.height, 3), np.uint8)
-        else:
-            img = upscale(frame, self.height)
+    # -- primitives --------------------------------------------------------------------------------
+    def _mask(self, text: str) -> np.ndarray:
+        m = self._masks.get(text)
+        if m is None:
+            from PIL import Image, ImageDraw
+            w = int(self.font.getlength(text)) + 2
+            img = Image.new("L", (max(w, 1), 13), 0)
+            ImageDraw.Draw(img).text((0, 0), text, fill=255, font=self.font)
+            m = np.asarray(img, np.float32)[..., None] / 255.0
+            if len(self._masks) > 20000:
+                self._masks.clear()
+            self._masks[text] = m
+        return m
+
+    def _text(self, panel: np.ndarray, x: int, y: int, text: str, colour) -> None:
+        m = self._mask(text)
+        h, w = min(m.shape[0], panel.shape[0] - y), min(m.shape[1], panel.shape[1] - x)
+        if h <= 0 or w <= 0:
+            return
+        region = panel[y:y + h, x:x + w]
+        region[:] = (region * (1 - m[:h, :w]) + np.asarray(colour, np.float32) * m[:h, :w]).astype(np.uint8)
+
+    def _template(self, n_actions: int, names: tuple[str, ...]) -> np.ndarray:
+        key = (n_actions, names)
+        if key not in self._templates:
+            panel = np.empty((self.height, self.PANEL_W, 3), np.uint8)
+            panel[:] = _BG
+            if n_actions:
+                self._text(panel, 6, self.BARS_Y - 14, "action probabilities", _DIM)
+                bw = (self.PANEL_W - 12) // n_actions
+                for a in range(n_actions):
+                    x0 = 6 + a * bw
+                    _box(panel, x0, self.BARS_Y, x0 + bw - 2, self.BARS_Y + self.BARS_H, (60, 60, 66))
+            if names:
+                y = self._chart_y(n_actions)
+                prefix = names[0].split("/")[0]
+                title = "self-modification |Delta W|" if prefix == "delta_norm" else f"{prefix} (core state)"
+                self._text(panel, 6, y, title + " over time", _DIM)
+                for j, name in enumerate(names):
+                    self._text(panel, 6 + (j % 2) * 104, y + 14 + 12 * (j // 2), name.split("/")[-1],
+                               _LINE_COLOURS[j % len(_LINE_COLOURS)])
+                top = self._chart_top(n_actions, len(names))
+                if self.height - 6 - top >= 16:
+                    _box(panel, 6, top, self.PANEL_W - 6, self.height - 6, (60, 60, 66))
+            self._templates[key] = panel
+        return self._templates[key]
+
+    def _chart_y(self, n_actions: int) -> int:
+        return self.BARS_Y + self.BARS_H + 8 if n_actions else 48
+
+    def _chart_top(self, n_actions: int, n_lines: int) -> int:
+        return self._chart_y(n_actions) + 14 + 12 * ((n_lines + 1) // 2)
+
+    # -- a tile ------------------------------------------------------------------------------------
+    def frame_width(self, frame: Optional[np.ndarray]) -> int:
+        """Width of the picture part of a tile for ``frame`` [h, w, 3] (None: no picture)."""
+        if frame is None:
+            return 0 if self.overlays else self.height
+        h, w = frame.shape[:2]
+        return w * (self.height // h) if self.height % h == 0 else max(1, round(w * self.height / h))
+
+    def tile_width(self, frame: Optional[np.ndarray]) -> int:
+        return self.frame_width(frame) + (self.PANEL_W if self.overlays else 0)
+
+    def draw(self, frame: Optional[np.ndarray], d: dict[str, Any], history: dict[str, list[float]],
+             out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Draw the tile into ``out`` [height, tile_width, 3] (a view into the video canvas, so nothing
+        is copied twice) or into a new array; returns it."""
+        fw = self.frame_width(frame)
+        if out is None:
+            out = np.zeros((self.height, self.tile_width(frame), 3), np.uint8)
+        if frame is not None:
+            out[:, :fw] = upscale(frame, self.height)[:, :fw]
+        elif not self.overlays:
+            out[:] = 0
         if not self.overlays:
-            return img
-        from PIL import Image, ImageDraw
-        panel = Image.new("RGB", (self.PANEL_W, self.height), _BG)
-        g = ImageDraw.Draw(panel)
-        ep = f"episode {d['episode'] + 1}" + (f"/{d['trial_episodes']}" if d["trial_episodes"] else "")
-        lines = [f"step {d['step']}   {ep}", f"reward {d['reward']:+.2f}", f"return {d['return']:.2f}"]
-        for j, text in enumerate(lines):
-            g.text((6, 4 + 13 * j), text, fill=_TEXT, font=self.font)
-        y = 48
+            return out
+        panel = out[:, fw:fw + self.PANEL_W]
         probs = d.get("probs")
-        if probs is not None:
-            y = self._bars(g, probs, int(d["action"]), y)
-        if history:
-            self._lines(g, history, y + 4)
-        return np.concatenate([img, np.asarray(panel)], axis=1)
+        n_actions = 0 if probs is None else len(probs)
+        names = tuple(history)
+        panel[:] = self._template(n_actions, names)
+        ep = f"episode {d['episode'] + 1}" + (f"/{d['trial_episodes']}" if d["trial_episodes"] else "")
+        for j, text in enumerate((f"step {d['step']}", f"reward {d['reward']:+.2f}", f"return {d['return']:.2f}")):
+            self._text(panel, 6, 4 + 13 * j, text, _TEXT)
+        self._text(panel, 110, 4, ep, _TEXT)
+        if n_actions:
+            bw, h = (self.PANEL_W - 12) // n_actions, self.BARS_H - 1
+            for a, p in enumerate(probs):
+                x0, top = 7 + a * bw, self.BARS_Y + 1 + h - int(round(h * float(p)))
+                panel[top:self.BARS_Y + self.BARS_H, x0:x0 + bw - 3] = _HI if a == int(d["action"]) else (90, 150, 230)
+        if names:
+            self._lines(panel, history, self._chart_top(n_actions, len(names)))
+        return out
 
-    def _bars(self, g, probs: np.ndarray, action: int, y: int) -> int:
-        g.text((6, y), "action probabilities", fill=_DIM, font=self.font)
-        top, h, width = y + 14, 44, self.PANEL_W - 12
-        bw = max(1, width // len(probs))
-        for a, p in enumerate(probs):
-            x0 = 6 + a * bw
-            g.rectangle([x0, top, x0 + bw - 2, top + h], outline=(60, 60, 66))
-            fill = _HI if a == action else (90, 150, 230)
-            g.rectangle([x0, top + h - int(round(h * float(p))), x0 + bw - 2, top + h], fill=fill)
-        return top + h + 4
-
-    def _lines(self, g, history: dict[str, list[float]], y: int) -> None:
-        bottom, x0, width = self.height - 6, 6, self.PANEL_W - 12
-        if bottom - y < 30:
+    def _lines(self, panel: np.ndarray, history: dict[str, list[float]], top: int) -> None:
+        bottom, x0, width = self.height - 7, 7, self.PANEL_W - 14
+        if bottom - top < 16:
             return
-        prefix = next(iter(history)).split("/")[0]
-        title = "self-modification |Delta W|" if prefix == "delta_norm" else f"{prefix} (core state)"
-        g.text((x0, y), title + " over time", fill=_DIM, font=self.font)
-        top = y + 14 + 12 * ((len(history) + 1) // 2)
-        for j, name in enumerate(history):
-            g.text((x0 + (j % 2) * (width // 2), y + 14 + 12 * (j // 2)), name.split("/")[-1],
-                   fill=_LINE_COLOURS[j % len(_LINE_COLOURS)], font=self.font)
-        g.rectangle([x0, top, x0 + width, bottom], outline=(60, 60, 66))
-        vals = [v for h in history.values() for v in h[-self.max_history:]]
-        if not vals:
-            return
-        hi = max(max(vals), 1e-6)
-        for j, h in enumerate(history.values()):
-            h = h[-self.max_history:]
-            n = max(len(h) - 1, 1)
-            pts = [(x0 + width * k / n, bottom - (bottom - top - 2) * v / hi) for k, v in enumerate(h)]
-            if len(pts) > 1:
-                g.line(pts, fill=_LINE_COLOURS[j % len(_LINE_COLOURS)], width=1)
-        g.text((x0 + width - 48, top + 2), f"{hi:.3g}", fill=_DIM, font=self.font)
+        series = [np.asarray(h[-self.max_history:], np.float64) for h in history.values()]
+        hi = max(max((float(s.max()) for s in series if len(s)), default=0.0), 1e-6)
+        rows = np.arange(top + 1, bottom)[:, None]
+        for j, s in enumerate(series):
+            if len(s) < 2:
+                continue
+            y = np.interp(np.linspace(0, len(s) - 1, width), np.arange(len(s)), s)
+            py = np.round(bottom - 1 - (bottom - top - 3) * y / hi).astype(int)
+            lo, up = np.minimum(py, np.r_[py[0], py[:-1]]), np.maximum(py, np.r_[py[0], py[:-1]])
+            on = (rows >= lo) & (rows <= up)                                   # [rows, width] segment pixels
+            panel[top + 1:bottom, x0:x0 + width][on] = _LINE_COLOURS[j % len(_LINE_COLOURS)]
+        self._text(panel, self.PANEL_W - 56, top + 2, f"{hi:.3g}", _DIM)
 
 
-def grid(tiles: list[np.ndarray], cols: int) -> np.ndarray:
-    """Tiles [h, w, 3] (same size) -> one image, ``cols`` per row, padded with black."""
-    rows = -(-len(tiles) // cols)
-    blank = np.zeros_like(tiles[0])
-    cells = tiles + [blank] * (rows * cols - len(tiles))
-    return np.concatenate([np.concatenate(cells[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+def _box(panel: np.ndarray, x0: int, y0: int, x1: int, y1: int, colour) -> None:
+    """1-pixel rectangle outline, inclusive corners."""
+    panel[y0, x0:x1 + 1] = panel[y1, x0:x1 + 1] = colour
+    panel[y0:y1 + 1, x0] = panel[y0:y1 + 1, x1] = colour
 
 
 class RolloutRecorder:
@@ -202,8 +283,9 @@ class RolloutRecorder:
         self.ret = np.zeros(num_envs, np.float64)
         self.episode = np.zeros(num_envs, np.int64)
         self.history: list[dict[str, list[float]]] = [{} for _ in range(num_envs)]
-        self.last: list[Optional[np.ndarray]] = [None] * num_envs
+        self._canvas: Optional[np.ndarray] = None
         self._seen = np.zeros(num_envs, bool)
+        self._inner_done = np.zeros(num_envs, bool)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: Optional[BaseException] = None
         self._thread = threading.Thread(target=self._work, daemon=True)
@@ -220,15 +302,17 @@ class RolloutRecorder:
         if frames is None:
             frames = _image_obs(obs)
         first = info["first"]
-        if self.trial_episodes:
-            episode = self.episode.copy()       # the episode the acted-on obs belongs to
-            self.episode = np.asarray(info["trial_episode"], np.int64).copy()
+        if self.trial_episodes:                 # the inner episode the acted-on obs belongs to
+            new = first | self._inner_done
+            self.episode = np.where(first, 0, self.episode + self._inner_done)
+            self._inner_done = np.asarray(info["inner_episode_done"], bool).copy()
         else:
+            new = first
             self.episode += first & self._seen
-            episode = self.episode.copy()
+        episode = self.episode.copy()
         self._seen |= active
-        self.step = np.where(first, 0, self.step)
-        self.ret = np.where(first, 0.0, self.ret) + info["reward"]
+        self.step = np.where(new, 0, self.step)          # step and return within the (inner) episode
+        self.ret = np.where(new, 0.0, self.ret) + info["reward"]
         item: dict[str, Any] = {"active": active.copy(), "first": first.copy(), "step": self.step.copy(),
                                 "reward": np.asarray(info["reward"]).copy(), "return": self.ret.copy(),
                                 "episode": episode, "action": np.asarray(info["action"]).copy(),
@@ -255,23 +339,28 @@ class RolloutRecorder:
                 self._error = e
 
     def _compose(self, item: dict[str, Any]) -> np.ndarray:
-        tiles = []
-        for i in range(self.num_envs):
-            if item["active"][i]:
-                if item["first"][i]:
-                    self.history[i] = {}
-                for k, v in item.get("introspect", {}).items():
-                    self.history[i].setdefault(k, []).append(float(v[i]))
-                frame = None if item["frames"] is None else item["frames"][i]
-                d = {"step": int(item["step"][i]), "reward": float(item["reward"][i]),
-                     "return": float(item["return"][i]), "episode": int(item["episode"][i]),
-                     "trial_episodes": self.trial_episodes, "action": item["action"][i],
-                     "probs": item["probs"][i] if "probs" in item else None}
-                self.last[i] = self.renderer.draw(frame, d, self.history[i])
-            tiles.append(self.last[i])
-        shape = next(t.shape for t in tiles if t is not None)
-        tiles = [t if t is not None else np.zeros(shape, np.uint8) for t in tiles]
-        return grid(tiles, self.cols) if self.num_envs > 1 else tiles[0]
+        """Draw the active envs' tiles into the canvas (finished envs keep their last tile)."""
+        frames = item["frames"]
+        if self._canvas is None:
+            sample = None if frames is None else frames[0]
+            h, w = self.renderer.height, self.renderer.tile_width(sample)
+            rows = -(-self.num_envs // self.cols)
+            self._tile = (h, w)
+            self._canvas = np.zeros((rows * h + (rows * h) % 2, self.cols * w + (self.cols * w) % 2, 3), np.uint8)
+        h, w = self._tile
+        for i in np.flatnonzero(item["active"]):
+            if item["first"][i]:
+                self.history[i] = {}
+            for k, v in item.get("introspect", {}).items():
+                self.history[i].setdefault(k, []).append(float(v[i]))
+            d = {"step": int(item["step"][i]), "reward": float(item["reward"][i]),
+                 "return": float(item["return"][i]), "episode": int(item["episode"][i]),
+                 "trial_episodes": self.trial_episodes, "action": item["action"][i],
+                 "probs": item["probs"][i] if "probs" in item else None}
+            r, c = divmod(int(i), self.cols)
+            self.renderer.draw(None if frames is None else frames[i], d, self.history[i],
+                               out=self._canvas[r * h:(r + 1) * h, c * w:(c + 1) * w])
+        return self._canvas
 
     def close(self) -> Path:
         """Wait for the queue to drain, then finish the file; returns its path."""

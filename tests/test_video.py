@@ -50,13 +50,13 @@ def test_recorded_trials_grid_and_overlays_do_not_change_actions(dark_run, tmp_p
     cfg, policy, _ = load_agent(dark_run)
     plain = run_episodes(policy, _dark_env(cfg, 2), 2, deterministic=False, seed=3)
     w = VideoWriter(tmp_path / "grid.mp4")
-    rec = RolloutRecorder(w, 2, introspect=policy.core.introspect, trial_episodes=2, height=72)
+    rec = RolloutRecorder(w, 2, introspect=policy.core.introspect, trial_episodes=2, height=128)
     recorded = run_episodes(policy, _dark_env(cfg, 2), 2, deterministic=False, seed=3, on_step=rec, capture_frames=True)
     rec.close()
     assert recorded == plain
     frames = iio.imread(w.path, plugin="pyav")
     steps = 2 * 20                                          # one trial of two 20-step episodes per tile
-    assert frames.shape == (steps, 72, 2 * (72 + 220), 3)   # 2 tiles of [frame 72 | panel 220]
+    assert frames.shape == (steps, 128, 2 * (128 + 220), 3)  # 2 tiles of [frame 128 | panel 220]
 
 
 def test_no_overlays_tile_is_the_scaled_frame(dark_run, tmp_path):
