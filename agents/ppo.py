@@ -58,6 +58,41 @@ class Rollout:
             self.obs[t] = obs
 
 
+@torch.no_grad()
+def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=None, stop=None):
+    """Fill ``buf`` with T steps from ``env`` starting at (obs, first, state); returns the carry
+    (obs, first, state) for the next rollout and the value of its first observation [N].
+
+    A truncated episode's last reward gets ``gamma * V(final obs)``, the value computed from the
+    memory before the reset. Stops early (buffer partly filled) when ``stop`` becomes true.
+    """
+    T, device = buf.first.shape[0], buf.first.device
+    for t in range(T):
+        buf.put_obs(t, obs)
+        buf.first[t] = first
+        dist, value, state = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
+        action = dist.sample()[0]
+        buf.actions[t] = action.reshape(buf.actions[t].shape)
+        buf.logp[t], buf.values[t] = dist.log_prob(action.unsqueeze(0))[0], value[0]
+        obs_np, reward, term, trunc, info = env.step(action.cpu().numpy())
+        reward = torch.as_tensor(reward, device=device, dtype=torch.float32)
+        if trunc.any():
+            idx = np.flatnonzero(trunc)
+            fin = obs_to_torch(_map(info["final_obs"], lambda v: v[idx]), device)
+            _, v_fin, _ = policy(_map(fin, lambda v: v.unsqueeze(0)), _select(state, idx),
+                                 torch.zeros(1, len(idx), dtype=torch.bool, device=device))
+            reward[idx] += gamma * v_fin[0]
+        buf.rewards[t] = reward
+        buf.dones[t] = torch.as_tensor(term | trunc, device=device)
+        obs, first = obs_to_torch(obs_np, device), torch.as_tensor(env.first, device=device)
+        if on_info is not None:
+            on_info(info)
+        if stop:
+            return obs, first, state, None
+    _, next_value, _ = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
+    return obs, first, state, next_value[0]
+
+
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     var = target.var()
     return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
@@ -90,6 +125,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
     state = policy.initial_state(N, device)
     buf = Rollout(T, N, obs, env.action_space.shape, device)
     ep_returns, ep_lengths = deque(maxlen=100), deque(maxlen=100)
+
+    def episodes(info) -> None:
+        done = info["episode_done"]
+        if done.any():
+            ep_returns.extend(info["episode_return"][done].tolist())
+            ep_lengths.extend(info["episode_length"][done].tolist())
+
     bar = tqdm(total=num_updates * T * N, initial=global_step, disable=not progress, unit="step",
                dynamic_ncols=True, smoothing=0.1)
     interrupted, update = None, start_update
@@ -104,38 +146,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
                 optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - update / num_updates)
             state0 = state
             # ---- 1. rollout -----------------------------------------------------------------
-            with torch.no_grad():
-                for t in range(T):
-                    buf.put_obs(t, obs)
-                    buf.first[t] = first
-                    dist, value, state = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
-                    action = dist.sample()[0]
-                    buf.actions[t] = action.reshape(buf.actions[t].shape)
-                    buf.logp[t], buf.values[t] = dist.log_prob(action.unsqueeze(0))[0], value[0]
-                    obs_np, reward, term, trunc, info = env.step(action.cpu().numpy())
-                    reward = torch.as_tensor(reward, device=device, dtype=torch.float32)
-                    if trunc.any():               # bootstrap a cut-off episode from its last observation
-                        idx = np.flatnonzero(trunc)
-                        fin = obs_to_torch(_map(info["final_obs"], lambda v: v[idx]), device)
-                        _, v_fin, _ = policy(_map(fin, lambda v: v.unsqueeze(0)), _select(state, idx),
-                                             torch.zeros(1, len(idx), dtype=torch.bool, device=device))
-                        reward[idx] += p.gamma * v_fin[0]
-                    buf.rewards[t] = reward
-                    buf.dones[t] = torch.as_tensor(term | trunc, device=device)
-                    obs, first = obs_to_torch(obs_np, device), torch.as_tensor(env.first, device=device)
-                    done = info["episode_done"]
-                    if done.any():
-                        ep_returns.extend(info["episode_return"][done].tolist())
-                        ep_lengths.extend(info["episode_length"][done].tolist())
-                    if stop:
-                        break
-                if stop:
-                    interrupted = stop.received
-                    break
-                _, next_value, _ = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
+            obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma, episodes, stop)
+            if stop:
+                interrupted = stop.received
+                break
             state = tuple(s.detach() for s in state)
             # ---- 2. advantages -------------------------------------------------------------------
-            adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value[0], p.gamma, p.gae_lambda)
+            adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value, p.gamma, p.gae_lambda)
             # ---- 3-4. optimise on whole sequences, minibatches split by environment ---------------
             stats = _optimise(policy, optimizer, buf, state0, adv, ret, cfg)
             global_step += T * N
