@@ -208,3 +208,21 @@ def test_nonfinite_loss_is_skipped_then_stops_keeping_the_last_checkpoint(tmp_pa
     text = (tmp_path / "metrics.csv").read_text()
     assert "nonfinite_skipped" in text
     _no_children_left()
+
+
+def test_chunked_encoder_is_the_same_function():
+    cfg = small_cfg()
+    env = CountingEnv([3, 4])
+    a = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    b = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    b.load_state_dict(a.state_dict())
+    impala.chunk_encoder(b, 3)
+    x = torch.randn(5, 2, 3)
+    first = torch.zeros(5, 2, dtype=torch.bool)
+    for p in (a, b):
+        dist, v, _ = p(x, p.initial_state(2), first)
+        (v.sum() + dist.entropy().sum()).backward()
+    torch.testing.assert_close(b(x, b.initial_state(2), first)[1], a(x, a.initial_state(2), first)[1])
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    assert list(a.state_dict()) == list(b.state_dict())
