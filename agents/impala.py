@@ -15,6 +15,8 @@ at the unroll's start, into shared memory. One learner update, top to bottom:
 
 Reward clipping and the previous reward as an input come from the environment wrappers
 (``env.clip_reward``, ``policy.prev_reward``), so the actors' policy sees exactly what the learner sees.
+Observation / reward normalisers (``env.normalize_*``) run inside each actor with its own running
+statistics; checkpoints keep the latest an actor reported, and resumed or replacement actors start from them.
 """
 from __future__ import annotations
 
@@ -120,10 +122,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
     buffers = UnrollBuffers(ic.num_actors * k, T, E, obs_space, action_space,
                             policy.initial_state(E, torch.device("cpu")))
     weights = SharedWeights(policy, ctx)
-    pool = ActorPool(cfg, buffers, weights, ctx, k, start_update=update)
+    pool = ActorPool(cfg, buffers, weights, ctx, k, start_update=update,
+                     normalizers=resume.get("normalizers") if resume is not None else None)
 
     def payload(u: int) -> dict[str, Any]:
-        return checkpoint_payload(cfg, policy, optimizer, None, global_step, u, best_return=best)
+        return checkpoint_payload(cfg, policy, optimizer, None, global_step, u, best_return=best,
+                                  normalizers=pool.normalizers)
 
     ep_returns, ep_lengths = deque(maxlen=100), deque(maxlen=100)
     pending: deque = deque()

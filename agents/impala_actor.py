@@ -28,7 +28,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from agents.common import build_policy, make_env
+from agents.common import build_policy, load_normalizer_state, make_env, normalizer_state
 from envs.api import empty_obs
 from srwm_rl.config import TrainConfig
 from srwm_rl.policy import ActorCritic
@@ -180,8 +180,9 @@ def actor_seed(cfg: TrainConfig, actor: int, incarnation: int, start_update: int
 
 
 def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, weights: SharedWeights,
-               conn, stop, parent_pid: int) -> None:
-    """Process entry: build env and policy, then fill whichever slot the learner hands over."""
+               conn, stop, parent_pid: int, normalizers: Optional[list] = None) -> None:
+    """Process entry: build env and policy, then fill whichever slot the learner hands over.
+    ``normalizers``: observation / reward normaliser states to start from (resume, replacement)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C goes to the learner, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
@@ -197,6 +198,8 @@ def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, 
         for p in policy.parameters():
             p.requires_grad_(False)
         worker = Actor(policy, env, buffers, ic.gamma)
+        if normalizers:
+            load_normalizer_state(env, normalizers)
         worker.reset(seed)
         version = -1
         while not stop.is_set():
@@ -211,7 +214,7 @@ def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, 
             result = worker.fill(slot, stop)
             if result is None:
                 return
-            conn.send(("unroll", slot, version, *result))
+            conn.send(("unroll", slot, version, *result, normalizer_state(env)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
     except BaseException:  # noqa: BLE001 - report the cause to the learner, then die (it replaces us)
@@ -233,7 +236,7 @@ class ActorPool:
     """Starts, watches, replaces and stops the actor processes; routes slots between them and the learner."""
 
     def __init__(self, cfg: TrainConfig, buffers: UnrollBuffers, weights: SharedWeights, ctx,
-                 slots_per_actor: int, start_update: int = 0):
+                 slots_per_actor: int, start_update: int = 0, normalizers: Optional[list] = None):
         self.cfg, self.buffers, self.weights, self.ctx = cfg, buffers, weights, ctx
         self.n, self.k, self.start_update = cfg.impala.num_actors, slots_per_actor, start_update
         self.stop = ctx.Event()
@@ -244,6 +247,7 @@ class ActorPool:
         self.full = [False] * (self.n * self.k)
         self.errors: dict[int, str] = {}
         self.restarts = 0
+        self.normalizers = normalizers or []   # the latest normaliser states an actor reported
 
     def owner(self, slot: int) -> int:
         return slot // self.k
@@ -256,7 +260,8 @@ class ActorPool:
         seed = actor_seed(self.cfg, i, self.incarnation[i], self.start_update)
         mine, theirs = self.ctx.Pipe(duplex=True)
         p = self.ctx.Process(target=actor_main, name=f"impala-actor-{i}", daemon=True,
-                             args=(self.cfg, i, seed, self.buffers, self.weights, theirs, self.stop, os.getpid()))
+                             args=(self.cfg, i, seed, self.buffers, self.weights, theirs, self.stop, os.getpid(),
+                                   self.normalizers))
         p.start()
         theirs.close()
         self.procs[i], self.conns[i] = p, mine
@@ -276,13 +281,13 @@ class ActorPool:
                 while conn.poll():
                     msg = conn.recv()
                     if msg[0] == "unroll":
-                        _, slot, version, rets, lens = msg
+                        _, slot, version, rets, lens, self.normalizers = msg
                         self.full[slot] = True
                         self.failures[i] = 0
                         got.append((i, slot, version, rets, lens))
                     elif msg[0] == "error":
                         self.errors[i] = msg[2]
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 - a message cut short by the actor's death
                 pass
             if not self.procs[i].is_alive() and not self.stop.is_set():
                 self._replace(i)

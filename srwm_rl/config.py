@@ -322,9 +322,6 @@ class TrainConfig:
         if self.algo == "ppo" and self.env.num_envs % self.ppo.num_minibatches:
             errs.append(f"env.num_envs={self.env.num_envs} is not divisible by ppo.num_minibatches="
                         f"{self.ppo.num_minibatches} (minibatches hold whole environments' sequences)")
-        if self.algo == "impala" and (self.env.normalize_obs or self.env.normalize_reward):
-            errs.append("env.normalize_obs / env.normalize_reward: not supported with algo=impala "
-                        "(each actor process would keep its own statistics)")
         try:
             resolve_device(self.device)
         except ValueError as e:
