@@ -82,6 +82,11 @@ def chunk_encoder(policy, chunk: int) -> None:
     enc.forward = forward
 
 
+def start_method(device: torch.device) -> str:
+    """fork is fast and safe for a CPU learner (actors run one thread each); a CUDA learner needs spawn."""
+    return "fork" if device.type == "cpu" else "spawn"
+
+
 def observation_spaces(cfg: TrainConfig):
     """(observation space, action space) of one actor's wrapped environment."""
     ic = cfg.impala
@@ -116,8 +121,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
 
     T, E = ic.unroll_length, ic.envs_per_actor
     batch_slots, steps_per_batch = ic.batch_size // E, T * ic.batch_size
-    # fork is fast and safe for CPU learners (actors use one thread each); CUDA needs spawn.
-    ctx = mp.get_context("fork" if device.type == "cpu" else "spawn")
+    ctx = mp.get_context(start_method(device))
     k = slots_per_actor(ic.num_actors, batch_slots)
     buffers = UnrollBuffers(ic.num_actors * k, T, E, obs_space, action_space,
                             policy.initial_state(E, torch.device("cpu")))

@@ -241,3 +241,12 @@ def test_normalizer_states_reach_the_checkpoint_and_resumed_actors(tmp_path):
     again = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     assert float(again["normalizers"][0]["count"]) > float(ckpt["normalizers"][0]["count"])
     _no_children_left()
+
+
+@pytest.mark.slow
+def test_spawned_actors_work(tmp_path, monkeypatch):
+    """The start method a CUDA learner uses: everything the actors get must survive pickling."""
+    monkeypatch.setattr(impala, "start_method", lambda device: "spawn")
+    result = impala.train(replace(small_cfg(), total_steps=3 * 32), tmp_path, progress=False)
+    assert result["global_step"] >= 3 * 32
+    _no_children_left()
