@@ -250,3 +250,15 @@ def test_spawned_actors_work(tmp_path, monkeypatch):
     result = impala.train(replace(small_cfg(), total_steps=3 * 32), tmp_path, progress=False)
     assert result["global_step"] >= 3 * 32
     _no_children_left()
+
+
+def test_an_actor_that_keeps_failing_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    import agents.impala_actor as actor_mod
+
+    def broken_env(*args, **kwargs):
+        raise RuntimeError("the environment server is down")
+
+    monkeypatch.setattr(actor_mod, "make_env", broken_env)   # inherited by the forked actors
+    with pytest.raises(actor_mod.ActorFailure, match="the environment server is down"):
+        impala.train(replace(small_cfg(max_actor_failures=2), total_steps=10 * 32), tmp_path, progress=False)
+    _no_children_left()
