@@ -3,6 +3,7 @@
 One update, top to bottom:
   1. Draw ``batch_size`` fresh tasks from the training classes (glyph class ids [0, 2^30)); the batch
      of update u comes from a generator seeded by (seed, u), so a resumed run sees the same tasks.
+     With ``distortion_warmup`` the glyph deformations grow from 0 over that fraction of training.
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
      only at the task start); gradients flow through every step, SRWM self-modifications included.
   3. Cross-entropy on every prediction (``loss_on=all``) or on the queries only; Adam, gradient clip.
@@ -148,6 +149,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
                 break
             if f.anneal_lr:
                 optimizer.param_groups[0]["lr"] = f.learning_rate * (1.0 - update / num_updates)
+            if f.distortion_warmup:
+                source = make_source(f.source, f.distortion * min(1.0, update / (f.distortion_warmup * num_updates)))
             batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
             loss, stats = sequence_loss(model, batch, f.loss_on, device)
             optimizer.zero_grad(set_to_none=True)

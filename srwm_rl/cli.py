@@ -168,6 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
+def _configure_fewshot_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="few-shot runs (srwm-rl train --algo fewshot)")
+    p.add_argument("--out", default=None, help="output directory (default: the single run, or runs/fewshot_eval)")
+    p.add_argument("--tasks", type=int, default=500, help="held-out tasks per source")
+    p.add_argument("--sources", nargs="+", default=["glyphs", "digits"],
+                   help="glyphs (held-out TEST classes) and/or digits (the real scikit-learn 8x8 digits)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best", help="which checkpoint of each run")
+    p.add_argument("--shots", type=int, default=None, help="K for evaluation (default: the run's)")
+    p.add_argument("--queries", type=int, default=None, help="queries per class (default: the run's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation tasks (same seed = same tasks)")
+
+
+@command("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, "
+         "with 95% CIs and a plot comparing the runs", _configure_fewshot_eval)
+def cmd_fewshot_eval(args: argparse.Namespace) -> int:
+    from .fewshot.evaluate import fewshot_eval_command
+    return fewshot_eval_command(args)
+
+
     args = parser.parse_args(argv)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     args.overrides = {k: v for k, v in vars(args).items() if k.split(".")[0] in known}

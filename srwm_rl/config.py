@@ -210,6 +210,8 @@ class FewshotConfig:
     """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
     loss_on: str = "all"
     """Cross-entropy on every prediction (all) or on the queries only (queries)."""
+    distortion_warmup: float = 0.0
+    """Fraction of training over which the distortion ramps up linearly from 0 (curriculum: exact repeats first)."""
     batch_size: int = 32
     """Tasks (sequences) per update."""
     learning_rate: float = 1e-3
@@ -264,6 +266,8 @@ class FewshotConfig:
             errs.append(f"fewshot.distortion={self.distortion}: must be >= 0")
         for name in ("batch_size", "encoder_features", "eval_tasks"):
             if getattr(self, name) < 1:
+        if not 0 <= self.distortion_warmup <= 1:
+            errs.append(f"fewshot.distortion_warmup={self.distortion_warmup}: must be in [0, 1]")
                 errs.append(f"fewshot.{name}={getattr(self, name)}: must be >= 1")
         if self.eval_every < 0:
             errs.append(f"fewshot.eval_every={self.eval_every}: must be >= 0")

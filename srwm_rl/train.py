@@ -22,6 +22,9 @@ def trainer(algo: str) -> Callable[..., dict[str, Any]]:
 def probe(cfg: TrainConfig) -> None:
     """Build one environment and the policy (no step taken) to catch mismatches such as an image
     encoder on vector observations before the run directory is created."""
+    if cfg.algo == "fewshot":                  # supervised: no environment, build the model only
+        from agents.fewshot import probe_model
+        return probe_model(cfg)
     from agents.common import build_policy, make_env
     try:
         env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)

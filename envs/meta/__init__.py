@@ -25,6 +25,12 @@ META_ENVS: dict[str, tuple[str, int | None, str]] = {
     "srwm_rl/TMaze-v0": ("envs.meta.tmaze:TMaze", None, "T-maze, cue at the start, decision at the end"),
     "srwm_rl/CartPoleNoVel-v0": ("envs.meta.cartpole:CartPoleNoVel", 500,
                                  "CartPole observing position and angle only (memory task)"),
+    "srwm_rl/FewShot5Way1Shot-v0": ("envs.meta.fewshot:FewShotClassification", None,
+                                    "5-way 1-shot glyph classification, delayed labels, action = label"),
+    "srwm_rl/FewShot5Way5Shot-v0": ("envs.meta.fewshot:FewShot5Way5Shot", None,
+                                    "5-way 5-shot glyph classification, delayed labels, action = label"),
+    "srwm_rl/FewShotDigits5Way1Shot-v0": ("envs.meta.fewshot:FewShotDigits5Way1Shot", None,
+                                          "5-way 1-shot on the real 8x8 digits (evaluation only, test split)"),
 }
 
 
