@@ -72,7 +72,9 @@ def run_episodes(policy, env, num_episodes: int, *, deterministic: bool = True, 
     ``on_step(obs, dist, state, info)`` is called after every step with the obs acted on, the action
     distribution [1, N], the new core state and the step's info plus ``action``, ``reward``, ``first``
     (of the acted-on obs), ``active`` (bool [N]: the step belongs to a counted episode) and, with
-    ``capture_frames``, ``frames`` (``env.get_frames()`` before the step). ``max_steps`` stops early.
+    ``capture_frames``, ``frames`` (``env.get_frames()`` before the step). ``max_steps`` stops early
+    (unfinished episodes are not recorded). ``env_name``: the records' ``game`` where the env reports
+    none (Procgen reports its game).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r}: must be an integer >= 1")

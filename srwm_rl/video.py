@@ -73,7 +73,8 @@ class VideoWriter:
         self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "yuv420p"
         self._stream.options = {"preset": self.preset, "crf": str(self.crf)}
 
-    def append(self, frame: np.ndarray) -> None:
+    def append(self, frame: np.ndarray, bgr: bool = False) -> None:
+        """Add one frame, RGB (or BGR with ``bgr``, the faster input for the mp4 colour conversion)."""
         frame = np.asarray(frame, np.uint8)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame: expected uint8 [H, W, 3], got shape {frame.shape}")
@@ -88,12 +89,12 @@ class VideoWriter:
             raise ValueError(f"frame: size {frame.shape[:2]} differs from the first frame's {self.shape}")
         if self._stream is not None:
             import av
-            yuv = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(frame), format="rgb24").reformat(
-                format="yuv420p", interpolation="FAST_BILINEAR")
+            yuv = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(frame), format="bgr24" if bgr else "rgb24"
+                                                  ).reformat(format="yuv420p", interpolation="FAST_BILINEAR")
             for packet in self._stream.encode(yuv):
                 self._container.mux(packet)
         else:
-            self._gif.append(frame.copy())
+            self._gif.append(frame[..., ::-1].copy() if bgr else frame.copy())
         self.frames += 1
 
     def close(self) -> Path:
@@ -136,24 +137,29 @@ class TileRenderer:
     BARS_Y, BARS_H = 62, 44
     MIN_OVERLAY_HEIGHT = 128
 
-    def __init__(self, height: int = 256, overlays: bool = True, max_history: int = 1000):
+    def __init__(self, height: int = 256, overlays: bool = True, max_history: int = 1000, bgr: bool = False):
         from PIL import ImageFont
         if height < (self.MIN_OVERLAY_HEIGHT if overlays else 1):
             raise ValueError(f"height={height}: tiles with overlays need >= {self.MIN_OVERLAY_HEIGHT} pixels")
-        self.height, self.overlays, self.max_history = height, overlays, max_history
+        self.height, self.overlays, self.max_history, self.bgr = height, overlays, max_history, bgr
         self.font = ImageFont.load_default()
         self._masks: dict[str, np.ndarray] = {}
         self._templates: dict[tuple, np.ndarray] = {}
 
     # -- primitives --------------------------------------------------------------------------------
+    def _c(self, colour) -> np.ndarray:
+        """An RGB colour in the canvas's channel order."""
+        return np.asarray(colour[::-1] if self.bgr else colour, np.uint8)
+
     def _mask(self, text: str) -> np.ndarray:
+        """bool [13, w, 1]: the pixels of ``text`` (rendered once by Pillow, then cached)."""
         m = self._masks.get(text)
         if m is None:
             from PIL import Image, ImageDraw
             w = int(self.font.getlength(text)) + 2
             img = Image.new("L", (max(w, 1), 13), 0)
             ImageDraw.Draw(img).text((0, 0), text, fill=255, font=self.font)
-            m = np.asarray(img, np.float32)[..., None] / 255.0
+            m = (np.asarray(img) > 80)[..., None]
             if len(self._masks) > 20000:
                 self._masks.clear()
             self._masks[text] = m
@@ -162,22 +168,20 @@ class TileRenderer:
     def _text(self, panel: np.ndarray, x: int, y: int, text: str, colour) -> None:
         m = self._mask(text)
         h, w = min(m.shape[0], panel.shape[0] - y), min(m.shape[1], panel.shape[1] - x)
-        if h <= 0 or w <= 0:
-            return
-        region = panel[y:y + h, x:x + w]
-        region[:] = (region * (1 - m[:h, :w]) + np.asarray(colour, np.float32) * m[:h, :w]).astype(np.uint8)
+        if h > 0 and w > 0:
+            np.copyto(panel[y:y + h, x:x + w], self._c(colour), where=m[:h, :w])
 
     def _template(self, n_actions: int, names: tuple[str, ...]) -> np.ndarray:
         key = (n_actions, names)
         if key not in self._templates:
             panel = np.empty((self.height, self.PANEL_W, 3), np.uint8)
-            panel[:] = _BG
+            panel[:] = self._c(_BG)
             if n_actions:
                 self._text(panel, 6, self.BARS_Y - 14, "action probabilities", _DIM)
                 bw = (self.PANEL_W - 12) // n_actions
                 for a in range(n_actions):
                     x0 = 6 + a * bw
-                    _box(panel, x0, self.BARS_Y, x0 + bw - 2, self.BARS_Y + self.BARS_H, (60, 60, 66))
+                    _box(panel, x0, self.BARS_Y, x0 + bw - 2, self.BARS_Y + self.BARS_H, self._c((60, 60, 66)))
             if names:
                 y = self._chart_y(n_actions)
                 prefix = names[0].split("/")[0]
@@ -188,7 +192,7 @@ class TileRenderer:
                                _LINE_COLOURS[j % len(_LINE_COLOURS)])
                 top = self._chart_top(n_actions, len(names))
                 if self.height - 6 - top >= 16:
-                    _box(panel, 6, top, self.PANEL_W - 6, self.height - 6, (60, 60, 66))
+                    _box(panel, 6, top, self.PANEL_W - 6, self.height - 6, self._c((60, 60, 66)))
             self._templates[key] = panel
         return self._templates[key]
 
@@ -217,7 +221,7 @@ class TileRenderer:
         if out is None:
             out = np.zeros((self.height, self.tile_width(frame), 3), np.uint8)
         if frame is not None:
-            out[:, :fw] = upscale(frame, self.height)[:, :fw]
+            out[:, :fw] = upscale(frame[..., ::-1] if self.bgr else frame, self.height)[:, :fw]
         elif not self.overlays:
             out[:] = 0
         if not self.overlays:
@@ -233,9 +237,10 @@ class TileRenderer:
         self._text(panel, 110, 4, ep, _TEXT)
         if n_actions:
             bw, h = (self.PANEL_W - 12) // n_actions, self.BARS_H - 1
+            hi, bar = self._c(_HI), self._c((90, 150, 230))
             for a, p in enumerate(probs):
                 x0, top = 7 + a * bw, self.BARS_Y + 1 + h - int(round(h * float(p)))
-                panel[top:self.BARS_Y + self.BARS_H, x0:x0 + bw - 3] = _HI if a == int(d["action"]) else (90, 150, 230)
+                panel[top:self.BARS_Y + self.BARS_H, x0:x0 + bw - 3] = hi if a == int(d["action"]) else bar
         if names:
             self._lines(panel, history, self._chart_top(n_actions, len(names)))
         return out
@@ -246,15 +251,16 @@ class TileRenderer:
             return
         series = [np.asarray(h[-self.max_history:], np.float64) for h in history.values()]
         hi = max(max((float(s.max()) for s in series if len(s)), default=0.0), 1e-6)
-        rows = np.arange(top + 1, bottom)[:, None]
         for j, s in enumerate(series):
             if len(s) < 2:
                 continue
             y = np.interp(np.linspace(0, len(s) - 1, width), np.arange(len(s)), s)
-            py = np.round(bottom - 1 - (bottom - top - 3) * y / hi).astype(int)
-            lo, up = np.minimum(py, np.r_[py[0], py[:-1]]), np.maximum(py, np.r_[py[0], py[:-1]])
-            on = (rows >= lo) & (rows <= up)                                   # [rows, width] segment pixels
-            panel[top + 1:bottom, x0:x0 + width][on] = _LINE_COLOURS[j % len(_LINE_COLOURS)]
+            py = np.round(bottom - 1 - (bottom - top - 3) * y / hi).astype(np.int64)
+            prev = np.r_[py[0], py[:-1]]
+            lo, n = np.minimum(py, prev), np.abs(py - prev) + 1        # column x: rows lo .. lo + n - 1
+            start = np.cumsum(n) - n
+            rows = np.repeat(lo - start, n) + np.arange(n.sum())
+            panel[rows, x0 + np.repeat(np.arange(width), n)] = self._c(_LINE_COLOURS[j % len(_LINE_COLOURS)])
         self._text(panel, self.PANEL_W - 56, top + 2, f"{hi:.3g}", _DIM)
 
 
@@ -277,7 +283,7 @@ class RolloutRecorder:
         self.writer, self.num_envs, self.overlays = writer, num_envs, overlays
         self.introspect = introspect if overlays else None
         self.cols = cols or int(np.ceil(np.sqrt(num_envs)))
-        self.renderer = TileRenderer(height, overlays)
+        self.renderer = TileRenderer(height, overlays, bgr=True)
         self.trial_episodes = trial_episodes
         self.step = np.zeros(num_envs, np.int64)
         self.ret = np.zeros(num_envs, np.float64)
@@ -334,7 +340,7 @@ class RolloutRecorder:
             if self._error is not None:
                 continue
             try:
-                self.writer.append(self._compose(item))
+                self.writer.append(self._compose(item), bgr=True)
             except BaseException as e:  # noqa: BLE001 - reported on the rollout thread
                 self._error = e
 
@@ -358,6 +364,7 @@ class RolloutRecorder:
                  "trial_episodes": self.trial_episodes, "action": item["action"][i],
                  "probs": item["probs"][i] if "probs" in item else None}
             r, c = divmod(int(i), self.cols)
+            # the canvas is BGR: PyAV converts BGR to YUV twice as fast as RGB
             self.renderer.draw(None if frames is None else frames[i], d, self.history[i],
                                out=self._canvas[r * h:(r + 1) * h, c * w:(c + 1) * w])
         return self._canvas

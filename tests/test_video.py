@@ -40,6 +40,17 @@ def test_writer_decodes_with_frame_count_and_size(tmp_path, suffix):
     assert abs(int(frames[3, 10, 10, 0]) - 90) < 8            # the content survived encoding
 
 
+def test_writer_keeps_colours_from_rgb_and_bgr_frames(tmp_path):
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 220
+    w = VideoWriter(tmp_path / "c.mp4")
+    w.append(red)
+    w.append(np.ascontiguousarray(red[..., ::-1]), bgr=True)
+    w.close()
+    frames = iio.imread(w.path, plugin="pyav").astype(int)
+    assert np.abs(frames - red).max() < 12
+
+
 def _dark_env(cfg, n):
     env = make_env(cfg.env, cfg.policy, 0, num_envs=n, task_split="test")
     assert enable_frames(env)
