@@ -8,8 +8,8 @@ weights just before each reset), rebuilding earlier weights in the backward pass
 :mod:`srwm_rl.srwm_lean` does. Saved memory grows as O(T*B*H*d).
 
 The library is compiled on first use with the system C++ compiler (``$CXX`` or ``g++``, about
-3 s) into ``$SRWM_RL_CACHE`` (default ``~/.cache/srwm_rl``)/fused/<key>, the key hashing the source,
-the flags (which include the detected AVX2/FMA support) and the compiler version; a file lock keeps
+5 s) into ``$SRWM_RL_CACHE`` (default ``~/.cache/srwm_rl``)/fused/<key>, the key hashing the source,
+the flags (OpenMP, and the AVX2/FMA/AVX-512 the CPU reports) and the compiler version; a file lock keeps
 concurrent processes from building twice and the library is moved into place atomically. When it
 cannot be built (no compiler, a failed build, ``SRWM_RL_NO_FUSED=1``), :func:`fused_available`
 returns False, :func:`fused_unavailable_reason` says why, one RuntimeWarning says it once per process
@@ -246,6 +246,8 @@ def srwm_unroll_fused(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tens
         return srwm_unroll_cat(x, w0, delta, first)
     if not fused_available():                         # it has warned once, saying why
         return srwm_unroll_cat(x, w0, delta, first)
+    if first is not None and first.device.type != "cpu":
+        raise ValueError(f"first is on {first.device}, expected the device of x (cpu)")
     x, w0, delta = x.contiguous(), w0.contiguous(), delta.contiguous()
     first = None if first is None else first.contiguous()
     if torch.is_grad_enabled() and (x.requires_grad or w0.requires_grad or delta.requires_grad):
