@@ -114,6 +114,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import json_safe, write_episodes_csv
     from .runlog import write_json
     _check_counts(num_episodes=args.num_episodes, num_envs=args.num_envs)
+    from .fewshot.evaluate import evaluate_command, is_fewshot_run
+    if is_fewshot_run(args.target):          # supervised few-shot learner: accuracy by shot index
+        return evaluate_command(args)
     agent = load(args.target, args.device, args.threads)
     out = Path(args.out) if args.out else run_dir_of(args.target) / "eval" / _tag(args)
     records, summary = _evaluate(args.target, agent, args, args.num_episodes)

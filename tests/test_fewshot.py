@@ -312,3 +312,7 @@ def test_train_resume_and_evaluate(tmp_path, capsys):
     assert [(r["shot"], r["query"]) for r in rows] == [(1, False), (2, True)]
     assert all(0 <= r["accuracy"] <= 1 and r["ci95"] >= 0 for r in rows)
     assert (tmp_path / "ev" / "fewshot_eval.png").exists() and (tmp_path / "ev" / "fewshot_eval.csv").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "a"), "--num-episodes", "8"]) == 0      # dispatches to fewshot
+    assert "few-shot learner" in capsys.readouterr().out
+    assert (tmp_path / "a" / "eval" / "fewshot-test-s0" / "fewshot_eval.json").exists()

@@ -89,8 +89,9 @@ def shot_accuracy(summary: dict[str, Any], shot: int) -> float:
 
 def evaluate_run(run_dir: str | Path, sources: Sequence[str] = ("glyphs", "digits"), num_tasks: int = 500,
                  seed: int = 0, checkpoint: str = "best", num_shots: Optional[int] = None,
-                 num_queries: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate one few-shot run on held-out classes: glyphs -> the TEST class ids, digits -> the real data."""
+                 num_queries: Optional[int] = None, device: str = "cpu", split: str = "test") -> dict[str, Any]:
+    """Evaluate one few-shot run on held-out classes: glyphs -> the ``split`` class ids (test by default),
+    digits -> the real data (evaluated with split 'test' only)."""
     from agents.fewshot import load_fewshot
     path = Path(run_dir)
     if path.is_dir():
@@ -100,11 +101,14 @@ def evaluate_run(run_dir: str | Path, sources: Sequence[str] = ("glyphs", "digit
     f = cfg.fewshot
     spec = TaskSpec(f.num_ways, num_shots or f.num_shots, f.num_queries if num_queries is None else num_queries,
                     f.query_labels)
-    result: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(path), "core": cfg.core.kind,
+    result: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(path), "core": cfg.core.kind, "split": split,
                               "global_step": int(ckpt.get("global_step", 0)), "num_ways": spec.num_ways,
                               "num_shots": spec.num_shots, "num_queries": spec.num_queries, "sources": {}}
     for name in sources:
-        rec = evaluate_model(model, name, spec, "test", num_tasks, seed, distortion=f.distortion)
+        if name == "digits" and split != "test":
+            continue
+        rec = evaluate_model(model, name, spec, split if name == "glyphs" else "test", num_tasks, seed,
+                             distortion=f.distortion)
         result["sources"][name] = summarize(rec)
     return result
 
@@ -199,4 +203,45 @@ def fewshot_eval_command(args) -> int:
         raise UsageError(str(e)) from None
     print(format_table(results))
     print(f"\nwritten: {Path(out) / 'fewshot_eval.json'}, fewshot_eval.csv, fewshot_eval.png")
+    return 0
+
+
+def is_fewshot_run(target: str | Path) -> bool:
+    """Whether a run directory or checkpoint file holds a few-shot learner (``algo == 'fewshot'``)."""
+    target = Path(target)
+    run_dir = target if target.is_dir() else target.parent.parent
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        try:
+            return json.loads(cfg_path.read_text()).get("algo") == "fewshot"
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
+
+
+def evaluate_command(args) -> int:
+    """``srwm-rl evaluate`` on a few-shot run: --num-episodes tasks per source, --split glyph classes."""
+    import torch
+    from ..checkpoint import CheckpointError
+    from ..cli import UsageError
+    if args.num_episodes < 1:
+        raise UsageError(f"--num-episodes={args.num_episodes}: must be >= 1")
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    target = Path(args.target)
+    run_dir = target if target.is_dir() else target.parent.parent
+    out = Path(args.out) if args.out else run_dir / "eval" / f"fewshot-{args.split}-s{args.seed}"
+    try:
+        result = evaluate_run(target, num_tasks=args.num_episodes, seed=args.seed, device=args.device,
+                              split=args.split)
+    except (CheckpointError, ValueError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    result["label"] = result["core"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fewshot_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_comparison([result], out / "fewshot_eval.png", f"{run_dir.name}: {args.split} classes")
+    print(f"{run_dir}  (few-shot learner, {result['core']} core, {result['global_step']} examples) on "
+          f"{args.split} classes, {args.num_episodes} tasks per source")
+    print(format_table([result]))
+    print(f"\nwritten: {out / 'fewshot_eval.json'}, {out / 'fewshot_eval.png'}")
     return 0
