@@ -48,6 +48,7 @@ def env_kwargs(cfg: EnvConfig) -> dict[str, Any]:
         kw.update(vectorization=cfg.vectorization)
     if cfg.trial_episodes:
         kw.update(trial_episodes=cfg.trial_episodes)
+    kw.update(cfg.kwargs)
     return kw
 
 

@@ -39,14 +39,26 @@ def add_config_flags(parser: argparse.ArgumentParser, cls=TrainConfig, prefix: s
             continue
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
         shown = list(value) if isinstance(value, tuple) else value
-        kw: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=f"{docs.get(f.name, '')} (default: {shown})")
+        kw: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%"))
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is dict:
+            kw.update(type=_json_object, metavar="JSON")
         elif typing.get_origin(tp) is tuple:
             kw.update(nargs="+", type=typing.get_args(tp)[0], metavar="N")
         else:
             kw.update(type=tp, metavar=tp.__name__.upper())
         group.add_argument(*flags, **kw)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"size\": 5}}', got {text!r}")
+    return value
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -156,18 +168,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srwm-rl", description="Self-Referential Weight Matrix agents for RL.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_, description=help_,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter if name != "train"
-                                 else argparse.HelpFormatter))
-    return parser
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
 def _configure_fewshot_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="few-shot runs (srwm-rl train --algo fewshot)")
     p.add_argument("--out", default=None, help="output directory (default: the single run, or runs/fewshot_eval)")
@@ -187,6 +187,18 @@ def cmd_fewshot_eval(args: argparse.Namespace) -> int:
     return fewshot_eval_command(args)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srwm-rl", description="Self-Referential Weight Matrix agents for RL.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_.replace("%", "%%"), description=help_,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter if name != "train"
+                                 else argparse.HelpFormatter))
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     args.overrides = {k: v for k, v in vars(args).items() if k.split(".")[0] in known}

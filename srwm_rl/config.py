@@ -58,6 +58,8 @@ class EnvConfig:
     """Procgen: go to the next level on success instead of a random one."""
     vectorization: str = "sync"
     """Gymnasium ids: sync (in-process, fastest for cheap envs) or async (subprocesses)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of the environment's constructor, as JSON (e.g. '{"size": 5}')."""
 
     def validate(self) -> list[str]:
         errs = []
@@ -208,10 +210,10 @@ class FewshotConfig:
     """Class source for meta-training: glyphs (procedural, unlimited); the real 'digits' are held out for evaluation."""
     distortion: float = 1.0
     """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
-    loss_on: str = "all"
-    """Cross-entropy on every prediction (all) or on the queries only (queries)."""
     distortion_warmup: float = 0.0
     """Fraction of training over which the distortion ramps up linearly from 0 (curriculum: exact repeats first)."""
+    loss_on: str = "all"
+    """Cross-entropy on every prediction (all) or on the queries only (queries)."""
     batch_size: int = 32
     """Tasks (sequences) per update."""
     learning_rate: float = 1e-3
@@ -264,10 +266,10 @@ class FewshotConfig:
             errs.append(f"fewshot.loss_on='queries' needs fewshot.num_queries >= 1 (got {self.num_queries})")
         if not self.distortion >= 0:
             errs.append(f"fewshot.distortion={self.distortion}: must be >= 0")
-        for name in ("batch_size", "encoder_features", "eval_tasks"):
-            if getattr(self, name) < 1:
         if not 0 <= self.distortion_warmup <= 1:
             errs.append(f"fewshot.distortion_warmup={self.distortion_warmup}: must be in [0, 1]")
+        for name in ("batch_size", "encoder_features", "eval_tasks"):
+            if getattr(self, name) < 1:
                 errs.append(f"fewshot.{name}={getattr(self, name)}: must be >= 1")
         if self.eval_every < 0:
             errs.append(f"fewshot.eval_every={self.eval_every}: must be >= 0")
@@ -399,6 +401,10 @@ def _coerce(tp, v, name: str):
         return v
     if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ValueError(f"{name}={v!r}: expected a mapping")
+        return dict(v)
     if tp in (int, str) and (not isinstance(v, tp) or isinstance(v, bool)):
         raise ValueError(f"{name}={v!r}: expected {tp.__name__}")
     return v

@@ -58,14 +58,17 @@ def test_unknown_key_in_config_file(tmp_path):
 
 
 def test_every_field_is_documented():
-    from srwm_rl.config import EnvConfig, PPOConfig
-    from srwm_rl.policy import PolicyConfig
     import dataclasses
-    for cls in (TrainConfig, EnvConfig, PPOConfig, PolicyConfig, CoreConfig):
-        docs = field_docs(cls)
+    import typing
+
+    def check(cls):
+        docs, hints = field_docs(cls), typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            assert dataclasses.is_dataclass(f.type) or f.name in docs or f.name in ("env", "policy", "core", "ppo"), \
-                f"{cls.__name__}.{f.name}"
+            if dataclasses.is_dataclass(hints[f.name]):
+                check(hints[f.name])
+            else:
+                assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+    check(TrainConfig)
 
 
 def test_config_round_trip():
@@ -146,3 +149,12 @@ def test_logger_grows_csv_header_and_plots(tmp_path):
     again = RunLogger(tmp_path, tensorboard=False)            # --resume appends
     again.log(30, {"loss": 0.1, "episode_return": 4.0})
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4
+
+
+def test_help_renders_for_every_command(capsys):
+    from srwm_rl.cli import COMMANDS, main
+    for name in [None, *COMMANDS]:
+        with pytest.raises(SystemExit) as e:
+            main(["--help"] if name is None else [name, "--help"])
+        assert e.value.code == 0, name
+    assert "--core.kind" in capsys.readouterr().out
