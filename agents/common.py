@@ -53,17 +53,22 @@ def env_kwargs(cfg: EnvConfig) -> dict[str, Any]:
 
 
 def make_env(cfg: EnvConfig, policy: PolicyConfig, seed: int, num_envs: Optional[int] = None, **overrides):
-    """The wrapped batched environment a run trains on (base env -> clip -> normalise -> prev action/reward)."""
+    """The wrapped batched environment a run trains on.
+
+    base -> clip rewards -> normalise observations -> previous action and (clipped, raw-scale) reward
+    as inputs -> normalise the training reward. The policy sees the previous reward before
+    normalisation, so its input does not drift as the return statistics change.
+    """
     env_cfg = replace(cfg, **overrides) if overrides else cfg
     env = envs.make(env_cfg.id, num_envs or env_cfg.num_envs, seed, **env_kwargs(env_cfg))
     if env_cfg.clip_reward > 0:
         env = ClipReward(env, -env_cfg.clip_reward, env_cfg.clip_reward)
     if env_cfg.normalize_obs:
         env = NormalizeObservation(env)
-    if env_cfg.normalize_reward:
-        env = NormalizeReward(env, gamma=0.99)
     if policy.prev_action or policy.prev_reward:
         env = PrevActionReward(env)
+    if env_cfg.normalize_reward:
+        env = NormalizeReward(env, gamma=0.99)
     return env
 
 

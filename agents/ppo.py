@@ -15,14 +15,14 @@ import math
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.common import (StopSignal, build_policy, checkpoint_payload, load_normalizer_state, make_env, save,
-                           seed_everything)
+from agents.common import (StopSignal, build_policy, checkpoint_payload, load_normalizer_state, make_env,
+                           normalizer_state, save, seed_everything)
 from srwm_rl.checkpoint import set_rng_state
 from srwm_rl.config import TrainConfig, resolve_device
 from srwm_rl.losses import entropy_bonus, ppo_clip_loss, value_loss
@@ -99,8 +99,12 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir`` (continuing from the checkpoint dict ``resume`` if given)."""
+          progress: bool = True, callback: Optional[Callable[[int, Any, Any], bool]] = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (continuing from the checkpoint dict ``resume`` if given).
+
+    ``callback(global_step, policy, env)`` runs after every update; returning True ends training
+    (the learning benchmarks use it to stop at a target evaluation return).
+    """
     p, device = cfg.ppo, resolve_device(cfg.device)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -134,7 +138,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
 
     bar = tqdm(total=num_updates * T * N, initial=global_step, disable=not progress, unit="step",
                dynamic_ncols=True, smoothing=0.1)
-    interrupted, update = None, start_update
+    interrupted, completed = None, start_update
     t_start, steps_start = time.time(), global_step
 
     def payload(u: int) -> dict[str, Any]:
@@ -172,13 +176,18 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
                 bar.set_postfix(sps=f"{sps:.0f}", ret=f"{mean_ret:.2f}")
             if (update + 1) % cfg.checkpoint_every == 0:
                 save(run_dir, "latest", payload(update + 1))
-    done_updates = update if interrupted is not None else num_updates
-    save(run_dir, "latest", payload(done_updates))
+            completed = update + 1
+            if cfg.time_limit and time.time() - t_start > cfg.time_limit:
+                break
+            if callback is not None and callback(global_step, policy, env):
+                break
+    save(run_dir, "latest", payload(completed))
     bar.close()
     logger.close()
     env.close()
     return {"global_step": global_step, "episode_return": recent_mean(list(ep_returns)),
-            "best_return": best, "interrupted": interrupted, "policy": policy}
+            "best_return": best, "interrupted": interrupted, "policy": policy,
+            "normalizers": normalizer_state(env)}
 
 
 def _optimise(policy, optimizer, buf: Rollout, state0, adv, ret, cfg: TrainConfig) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from .config import TrainConfig, field_docs, from_dict, merge, to_dict
 
 # Fields that may change when a run is resumed; anything else must match the checkpoint.
-RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every"}
+RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit"}
 
 
 class UsageError(ValueError):

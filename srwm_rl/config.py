@@ -300,6 +300,8 @@ class TrainConfig:
     """torch.set_num_threads for the learner; 0 = PyTorch's default."""
     run_dir: str = ""
     """Run directory; empty = runs/<env>-<core>-<algo>-s<seed>."""
+    time_limit: float = 0.0
+    """Stop training (with a checkpoint) after this many seconds of wall time; 0 = no limit (ppo)."""
     log_every: int = 1
     """Write metrics every N updates."""
     checkpoint_every: int = 50
@@ -323,6 +325,8 @@ class TrainConfig:
             errs.append(f"total_steps={self.total_steps}: must be >= 1")
         if self.log_every < 1 or self.checkpoint_every < 1:
             errs.append(f"log_every={self.log_every}, checkpoint_every={self.checkpoint_every}: must be >= 1")
+        if self.time_limit < 0:
+            errs.append(f"time_limit={self.time_limit}: must be >= 0 (0 = no limit)")
         if self.torch_threads < 0:
             errs.append(f"torch_threads={self.torch_threads}: must be >= 0")
         if self.algo == "ppo" and self.env.num_envs % self.ppo.num_minibatches:

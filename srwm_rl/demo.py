@@ -17,15 +17,17 @@ from .config import TrainConfig, from_dict, merge, to_dict
 from .presets import get_preset
 from .runlog import write_json
 
-DEMO_PRESET = "darkroom"
-DEMO_STEPS = 1_000_000
+DEMO_PRESET = "darkroom-small"
+DEMO_STEPS = 600_000
+DEMO_TIME_LIMIT = 420.0   # seconds of training, so that `make demo` ends within 10 minutes on 2 cores
 EVAL_TRIALS = 64
 
 
 def demo_config(run_dir: str, total_steps: int | None) -> TrainConfig:
     data = merge(to_dict(TrainConfig()), get_preset(DEMO_PRESET))
     cfg = from_dict(TrainConfig, data)
-    return replace(cfg, run_dir=run_dir, total_steps=total_steps or DEMO_STEPS, checkpoint_every=10)
+    return replace(cfg, run_dir=run_dir, total_steps=total_steps or DEMO_STEPS, checkpoint_every=10,
+                   time_limit=DEMO_TIME_LIMIT)
 
 
 def _fresh_dir(base: str) -> Path:
@@ -36,11 +38,12 @@ def _fresh_dir(base: str) -> Path:
     return path
 
 
-def adaptation(policy, cfg: TrainConfig, seed: int) -> list[dict]:
-    """Return per episode index within trials on held-out tasks (greedy actions)."""
-    from agents.common import make_env
+def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[dict]:
+    """Return per episode index within trials on held-out tasks (sampled actions, frozen normalisers)."""
+    from agents.common import load_normalizer_state, make_env
     from .evaluation import adaptation_curve, run_episodes
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="test")
+    load_normalizer_state(env, norm_states, update=False)
     try:
         records = run_episodes(policy, env, EVAL_TRIALS, deterministic=False, seed=seed)
     finally:
@@ -62,9 +65,9 @@ def run_demo(args: argparse.Namespace) -> int:
     probe = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
     untrained = build_policy(cfg, probe.observation_space, probe.action_space, "cpu")
     probe.close()
-    before = adaptation(untrained, cfg, seed=10_000)
     result = train(cfg, run_dir, progress=not args.no_progress)
-    after = adaptation(result["policy"], cfg, seed=10_000)
+    before = adaptation(untrained, cfg, 10_000, result["normalizers"])
+    after = adaptation(result["policy"], cfg, 10_000, result["normalizers"])
 
     print(f"\nHeld-out tasks ({EVAL_TRIALS} trials): mean return per episode of a trial (95% CI)")
     print(f"{'episode':>8} | {'untrained':>20} | {'trained SRWM-PPO':>20}")

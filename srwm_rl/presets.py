@@ -13,10 +13,17 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3,
                 "ent_coef": 0.01, "num_minibatches": 4},
     }),
-    "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes per trial", {
+    "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes of 20 steps per trial", {
         "total_steps": 3_000_000,
         "env": {"id": "srwm_rl/DarkRoom-v0", "num_envs": 32, "trial_episodes": 4},
         "ppo": {"num_steps": 80, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.02},
+    }),
+    "darkroom-small": ("Dark Room 5x5, hidden goal, 4 episodes of 12 steps per trial (the demo task)", {
+        "total_steps": 600_000,
+        "env": {"id": "srwm_rl/DarkRoom-v0", "num_envs": 32, "trial_episodes": 4,
+                "kwargs": {"size": 5, "episode_length": 12}},
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
+        "ppo": {"num_steps": 48, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.02},
     }),
     "darkkey": ("Dark Key-to-Door 9x9, hidden key and door, 4 episodes per trial", {
         "total_steps": 5_000_000,

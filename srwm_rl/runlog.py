@@ -32,6 +32,8 @@ def prepare_run_dir(path: str | os.PathLike, *, resume: bool = False, overwrite:
         if not (path / "checkpoints" / "latest.pt").exists():
             raise RunDirError(f"--resume {path}: no checkpoint at {path / 'checkpoints' / 'latest.pt'}")
         return path
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run directory {path} exists and is not a directory")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it, "
