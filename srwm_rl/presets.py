@@ -13,6 +13,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3,
                 "ent_coef": 0.01, "num_minibatches": 4},
     }),
+    "bandit-trials": ("Bernoulli bandit, 5 arms, trials of 5 episodes of 10 pulls on the same arms (the demo task)", {
+        "total_steps": 600_000,
+        "env": {"id": "srwm_rl/Bandit-v0", "num_envs": 32, "trial_episodes": 5, "kwargs": {"num_pulls": 10}},
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
+        "ppo": {"num_steps": 50, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3, "ent_coef": 0.01},
+    }),
     "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes of 20 steps per trial", {
         "total_steps": 3_000_000,
         "env": {"id": "srwm_rl/DarkRoom-v0", "num_envs": 32, "trial_episodes": 4},
