@@ -18,10 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.common import build_policy, make_env  # noqa: E402
 from agents.ppo import Rollout, _map  # noqa: E402
 from srwm_rl.config import EnvConfig, TrainConfig  # noqa: E402
-from srwm_rl.cores import CoreConfig  # noqa: E402
 from srwm_rl.evaluation import run_episodes  # noqa: E402
 from srwm_rl.policy import PolicyConfig, obs_to_torch  # noqa: E402
 from srwm_rl.video import RolloutRecorder, VideoWriter, enable_frames  # noqa: E402
