@@ -1,7 +1,7 @@
 """Evaluation and video speed: env steps/s of ``run_episodes`` against PPO's training rollout for the
 same policy and env, and the cost of recording a video against the same evaluation without one.
 
-    .venv/bin/python benchmarks/evaluation.py                      # both setups below, ~2 min
+    .venv/bin/python benchmarks/evaluation.py                      # both setups, 1 and 4 tiles, ~5 min
     .venv/bin/python benchmarks/evaluation.py --setups darkroom --blocks 3
 
 Within a block the three loops run one after the other on freshly built envs with the same seed
