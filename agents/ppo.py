@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.common import (StopSignal, build_policy, checkpoint_payload, load_normalizer_state, make_env,
+from agents.common import (StopSignal, build_policy, checkpoint_payload, configure_threads, load_normalizer_state, make_env,
                            normalizer_state, save, seed_everything)
 from srwm_rl.checkpoint import set_rng_state
 from srwm_rl.config import TrainConfig, resolve_device
@@ -106,10 +106,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
     (the learning benchmarks use it to stop at a target evaluation return).
     """
     p, device = cfg.ppo, resolve_device(cfg.device)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     env = make_env(cfg.env, cfg.policy, cfg.seed)
+    configure_threads(cfg, env.observation_space, device)
     policy = build_policy(cfg, env.observation_space, env.action_space, device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
     T, N = p.num_steps, env.num_envs

@@ -212,4 +212,5 @@ def main(argv: Optional[list[str]] = None) -> int:
 from . import eval_cli  # noqa: E402,F401  (registers evaluate, record, adaptation, compare)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from srwm_rl.cli import main as _main  # the registered module, so every command's registration applies
+    sys.exit(_main())

@@ -211,7 +211,7 @@ class FewshotConfig:
     distortion: float = 1.0
     """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
     distortion_warmup: float = 0.0
-    """Fraction of training over which the distortion ramps up linearly from 0 (curriculum: exact repeats first)."""
+    """Curriculum: fraction of training over which the distortion grows from 0 (held at 0 for its first half, then linear)."""
     loss_on: str = "all"
     """Cross-entropy on every prediction (all) or on the queries only (queries)."""
     batch_size: int = 32
@@ -297,7 +297,7 @@ class TrainConfig:
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (cuda when available)."""
     torch_threads: int = 0
-    """torch.set_num_threads for the learner; 0 = PyTorch's default."""
+    """torch.set_num_threads for the learner; 0 = auto (1 on the CPU for vector observations, where small networks run faster on one thread; PyTorch's default for images)."""
     run_dir: str = ""
     """Run directory; empty = runs/<env>-<core>-<algo>-s<seed>."""
     time_limit: float = 0.0

@@ -18,7 +18,7 @@ from .presets import get_preset
 from .runlog import write_json
 
 DEMO_PRESET = "darkroom-small"
-DEMO_STEPS = 600_000
+DEMO_STEPS = 3_000_000
 DEMO_TIME_LIMIT = 420.0   # seconds of training, so that `make demo` ends within 10 minutes on 2 cores
 EVAL_TRIALS = 64
 
