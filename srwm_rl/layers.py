@@ -32,14 +32,20 @@ def _fused() -> Optional[Unroll]:
 
 
 def resolve_impl(impl: str, device: torch.device) -> Unroll:
-    """Pick the SRWM path: 'pure', 'lean', 'fused' or 'auto' (fastest measured path per device)."""
+    """Pick the SRWM path: 'pure', 'lean', 'fused' or 'auto'.
+
+    'auto' is the fastest measured path (benchmarks/srwm_core.py, BENCHMARKS.md): the fused kernel on
+    the CPU (forward + backward ~1x nn.LSTM), else the lean path (about half the pure path's time and
+    O(T*H*d) saved memory; on CUDA both are plain PyTorch).
+    """
     if impl == "auto":
         fused = _fused() if device.type == "cpu" else None
         return fused if fused is not None else srwm_unroll_lean
     if impl == "fused":
         fused = _fused()
         if fused is None:
-            warnings.warn("srwm impl 'fused' unavailable; using the 'lean' path", stacklevel=2)
+            warnings.warn("srwm impl 'fused' is unavailable here (see the warning above for why); "
+                          "using the 'lean' path", stacklevel=2)
             return srwm_unroll_lean
         return fused
     return SRWM_IMPLS[impl]

@@ -10,8 +10,13 @@ Paths, all computing the same function:
 
 - :func:`srwm_unroll` - the public contract (tuples of blocks); the definition of the recurrence.
 - :func:`srwm_unroll_cat` - the same on the concatenated layout, plain autograd (saves every W).
-- :func:`srwm_unroll_lean` - a custom autograd Function that saves only q, k, beta and v - vbar per
-  step and rebuilds earlier weights backwards from the final ones (O(T*H*d) saved memory).
+- :func:`srwm_rl.srwm_lean.srwm_unroll_lean` - a custom autograd Function that saves only q, k,
+  beta and v - vbar per step and rebuilds earlier weights backwards from the final ones
+  (O(T*H*d) saved memory).
+- :func:`srwm_rl.srwm_fused.srwm_unroll_fused` - the same algorithm as one native CPU kernel for
+  the whole unroll (built on first use; falls back to the pure path when it cannot be built).
+
+:func:`srwm_rl.layers.resolve_impl` picks among them ('auto': fused on the CPU, lean elsewhere).
 """
 from __future__ import annotations
 
