@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.common import build_policy, make_env  # noqa: E402
-from agents.ppo import Rollout, _map  # noqa: E402
+from agents.ppo import Rollout, collect  # noqa: E402
 from srwm_rl.config import EnvConfig, TrainConfig  # noqa: E402
 from srwm_rl.evaluation import run_episodes  # noqa: E402
 from srwm_rl.policy import PolicyConfig, obs_to_torch  # noqa: E402
@@ -41,28 +41,13 @@ SETUPS = {
 
 
 def training_rollout(policy, env, steps: int, seed: int) -> None:
-    """Step 1 of agents/ppo.py: sample, store obs/actions/log-probs/values/rewards, step the env."""
+    """Step 1 of agents/ppo.py, the very function PPO's rollout runs (``collect``)."""
     device = torch.device("cpu")
     obs = obs_to_torch(env.reset(seed=seed), device)
     first = torch.as_tensor(env.first)
-    N = env.num_envs
-    state = policy.initial_state(N, device)
-    buf = Rollout(steps, N, obs, env.action_space.shape, device)
-    with torch.no_grad():
-        for t in range(steps):
-            buf.put_obs(t, obs)
-            buf.first[t] = first
-            dist, value, state = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
-            action = dist.sample()[0]
-            buf.actions[t] = action.reshape(buf.actions[t].shape)
-            buf.logp[t], buf.values[t] = dist.log_prob(action.unsqueeze(0))[0], value[0]
-            obs_np, reward, term, trunc, info = env.step(action.cpu().numpy())
-            buf.rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-            buf.dones[t] = torch.as_tensor(term | trunc)
-            obs, first = obs_to_torch(obs_np, device), torch.as_tensor(env.first)
-            done = info["episode_done"]
-            if done.any():
-                info["episode_return"][done].tolist()
+    buf = Rollout(steps, env.num_envs, obs, env.action_space.shape, device)
+    collect(policy, env, buf, obs, first, policy.initial_state(env.num_envs, device), 0.99,
+            on_info=lambda info: info["episode_return"][info["episode_done"]].tolist())
 
 
 def timed(fn) -> tuple[float, float]:
