@@ -3,7 +3,8 @@
 One update, top to bottom:
   1. Draw ``batch_size`` fresh tasks from the training classes (glyph class ids [0, 2^30)); the batch
      of update u comes from a generator seeded by (seed, u), so a resumed run sees the same tasks.
-     With ``distortion_warmup`` the glyph deformations grow from 0 over that fraction of training.
+     With ``distortion_warmup`` the glyph deformations stay 0 for the first half of that fraction of
+     training, then grow linearly to ``distortion`` (a curriculum; evaluation always uses the full value).
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
      only at the task start); gradients flow through every step, SRWM self-modifications included.
   3. Cross-entropy on every prediction (``loss_on=all``) or on the queries only; Adam, gradient clip.
@@ -102,6 +103,12 @@ def held_out(model: FewshotModel, cfg: TrainConfig) -> dict[str, float]:
     return out
 
 
+def warmup_scale(update: int, warmup_updates: float) -> float:
+    """Distortion curriculum: 0 for the first half of the warm-up (exact repeats, where in-context
+    matching is found fastest), then linear up to 1 at its end."""
+    return min(1.0, max(0.0, 2.0 * update / warmup_updates - 1.0)) if warmup_updates > 0 else 1.0
+
+
 def selection_metric(cfg: TrainConfig) -> Optional[str]:
     """The held-out metric best.pt follows: val glyph query accuracy (accuracy without queries)."""
     if "glyphs" not in cfg.fewshot.eval_sources:
@@ -150,7 +157,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = No
             if f.anneal_lr:
                 optimizer.param_groups[0]["lr"] = f.learning_rate * (1.0 - update / num_updates)
             if f.distortion_warmup:
-                source = make_source(f.source, f.distortion * min(1.0, update / (f.distortion_warmup * num_updates)))
+                source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
             batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
             loss, stats = sequence_loss(model, batch, f.loss_on, device)
             optimizer.zero_grad(set_to_none=True)

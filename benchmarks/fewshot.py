@@ -1,0 +1,128 @@
+"""Few-shot classification: SRWM against LSTM, Delta Net, Fake SR and feed-forward, same budget.
+
+    flock /tmp/srwm_heavy.lock .venv/bin/python benchmarks/fewshot.py            # the BENCHMARKS.md run
+    .venv/bin/python benchmarks/fewshot.py --quick                                # wiring check, ~1 min
+
+For each setting (5-way 1-shot, 5-way 5-shot) and core: meta-train on the TRAIN glyph classes with
+``agents.fewshot.train`` (run directories under --out, like ``srwm-rl train --algo fewshot``), best.pt
+chosen on the VAL glyph classes, then evaluate on --tasks held-out tasks from the TEST glyph classes
+and from the real scikit-learn digits (never seen in training). Every core gets the same encoder, the
+same width, the same number of updates and tasks. Writes results.json, one comparison plot per
+setting, and prints the markdown table of BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.fewshot import build_model, train  # noqa: E402
+from srwm_rl.config import FewshotConfig, TrainConfig, to_dict  # noqa: E402
+from srwm_rl.cores import CoreConfig  # noqa: E402
+from srwm_rl.fewshot.evaluate import evaluate_run, plot_comparison, shot_accuracy  # noqa: E402
+from srwm_rl.runlog import prepare_run_dir, write_json  # noqa: E402
+
+CORES = ("srwm", "lstm", "delta", "fake_sr", "none")
+# name -> (shots, training queries per class, updates)
+SETTINGS = {"5w1s": (1, 3, 1500), "5w5s": (5, 1, 1500)}
+
+
+def config(core: str, shots: int, queries: int, updates: int, args) -> TrainConfig:
+    f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch,
+                      learning_rate=args.lr, pairing=args.pairing, encoder_features=64,
+                      distortion=args.distortion, distortion_warmup=args.warmup,
+                      eval_every=max(updates // 5, 1), eval_tasks=256, eval_sources=("glyphs",))
+    steps = updates * f.batch_size * f.num_ways * (f.num_shots + f.num_queries)
+    # One core config for all kinds; input_softmax and norm apply to srwm and fake_sr only (the SRWM
+    # paper's supervised variant: LayerNorm before the layer, no softmax on its input).
+    c = CoreConfig(kind=core, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
+                   input_softmax=args.input_softmax, norm=args.norm)
+    return TrainConfig(algo="fewshot", seed=args.seed, total_steps=steps, torch_threads=args.threads,
+                       log_every=10, checkpoint_every=10**9, core=c, fewshot=f)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cores", nargs="+", default=list(CORES))
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--updates", nargs=2, type=int, metavar=("U_1SHOT", "U_5SHOT"),
+                   default=[SETTINGS["5w1s"][2], SETTINGS["5w5s"][2]], help="updates per run")
+    p.add_argument("--batch", type=int, default=16, help="tasks per update")
+    p.add_argument("--distortion", type=float, default=0.5, help="glyph distortion (training and evaluation)")
+    p.add_argument("--warmup", type=float, default=0.8, help="fewshot.distortion_warmup (curriculum)")
+    p.add_argument("--eval-queries", type=int, default=1, help="queries per class in evaluation tasks")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--input-softmax", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--norm", default="pre", choices=["none", "pre", "post"])
+    p.add_argument("--pairing", default="interleave", choices=["none", "shift", "interleave"])
+    p.add_argument("--tasks", type=int, default=500, help="held-out evaluation tasks per source")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="runs/bench_fewshot")
+    p.add_argument("--quick", action="store_true", help="20 updates, 64 tasks: checks the wiring only")
+    args = p.parse_args()
+    if args.quick:
+        args.updates, args.tasks, args.out = [20, 10], 64, args.out + "_quick"
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    results = []
+    for setting in args.settings:
+        shots, queries, _ = SETTINGS[setting]
+        updates = args.updates[0] if shots == 1 else args.updates[1]
+        runs = []
+        for core in args.cores:
+            cfg = config(core, shots, queries, updates, args)
+            run_dir = prepare_run_dir(out / setting / core, overwrite=True)
+            write_json(run_dir / "config.json", to_dict(cfg))
+            t0, c0 = time.time(), time.process_time()
+            train(cfg, run_dir, progress=False)
+            wall, cpu = time.time() - t0, time.process_time() - c0
+            t1, c1 = time.time(), time.process_time()
+            r = evaluate_run(run_dir, ("glyphs", "digits"), args.tasks, seed=0, num_queries=args.eval_queries)
+            r.update(setting=setting, label=core, train_wall_s=wall, train_cpu_s=cpu, eval_wall_s=time.time() - t1,
+                     eval_cpu_s=time.process_time() - c1,
+                     updates=updates, tasks_seen=updates * cfg.fewshot.batch_size,
+                     params=sum(p.numel() for p in build_model(cfg).parameters()))
+            runs.append(r)
+            g, d = r["sources"]["glyphs"], r["sources"]["digits"]
+            print(f"{setting} {core:8s} train {wall:6.1f}s wall {cpu:6.1f}s CPU  glyphs q-acc {g['query_accuracy']:.3f}"
+                  f"±{g['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(g, 2):.3f} | digits q-acc "
+                  f"{d['query_accuracy']:.3f}±{d['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(d, 2):.3f}",
+                  flush=True)
+        plot_comparison(runs, out / f"{setting}.png",
+                        f"{setting}: {updates} updates x {args.batch} tasks, {args.tasks} held-out tasks per source")
+        results += runs
+        write_json(out / "results.json", {"args": vars(args), "results": results})
+    print(markdown(results))
+    cpu = sum(r["train_cpu_s"] + r["eval_cpu_s"] for r in results)
+    wall = sum(r["train_wall_s"] + r["eval_wall_s"] for r in results)
+    print(f"\ntotal: {cpu / 60:.1f} min CPU, {wall / 60:.1f} min wall (training + evaluation)")
+    return 0
+
+
+def markdown(results: list[dict]) -> str:
+    head = ("| setting | core | params | train CPU / wall (s) | glyphs: shot 1 | glyphs: shot 2 | glyphs: queries | "
+            "digits: shot 2 | digits: queries |\n|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for r in results:
+        g, d = r["sources"]["glyphs"], r["sources"]["digits"]
+
+        def cell(s, k):
+            return f"{s[k]:.3f} ± {s[k + '_ci95']:.3f}"
+        rows.append(f"| {r['setting']} | {r['label']} | {r['params']:,} | {r['train_cpu_s']:.0f} / {r['train_wall_s']:.0f} | "
+                    f"{shot_accuracy(g, 1):.3f} | {shot_accuracy(g, 2):.3f} | {cell(g, 'query_accuracy')} | "
+                    f"{shot_accuracy(d, 2):.3f} | {cell(d, 'query_accuracy')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
