@@ -118,13 +118,14 @@ def plot_comparison(results: list[dict[str, Any]], path: str | Path, title: str 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     sources = sorted({s for r in results for s in r["sources"]}, key=["glyphs", "digits"].index)
     fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 3.8), dpi=100, squeeze=False)
     for ax, src in zip(axes[0], sources):
         for r in results:
             if src not in r["sources"]:
                 continue
-            rows = [x for x in r["sources"][src]["by_shot"]]
+            rows = r["sources"][src]["by_shot"]
             xs = [x["shot"] + (0.15 if x["query"] else 0) for x in rows]
             ax.errorbar(xs, [x["accuracy"] for x in rows], yerr=[x["ci95"] for x in rows], marker="o",
                         ms=3, capsize=2, lw=1.2, label=r.get("label", r["core"]))
@@ -133,6 +134,7 @@ def plot_comparison(results: list[dict[str, Any]], path: str | Path, title: str 
         ax.set_xlabel("presentation of the class (shot index; queries offset right)")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{src} ({'held-out test classes' if src == 'glyphs' else 'real data'})")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)

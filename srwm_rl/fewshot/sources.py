@@ -188,15 +188,15 @@ class DigitsSource:
     def examples(self, class_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         by_class = load_digits_by_class()
         class_ids = np.asarray(class_ids, np.int64)
-        out = np.empty((*class_ids.shape, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-        for b, row in enumerate(class_ids.reshape(-1, class_ids.shape[-1])):
+        rows = class_ids.reshape(-1, class_ids.shape[-1])                  # one row = one task
+        out = np.empty((*rows.shape, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        for b, row in enumerate(rows):
             for c in np.unique(row):                                    # distinct examples within a task
                 where = np.flatnonzero(row == c)
                 if len(where) > len(by_class[c]):
                     raise ValueError(f"{len(where)} examples of digit {c} asked in one task; it has {len(by_class[c])}")
-                out.reshape(-1, *class_ids.shape[-1:], IMAGE_SIZE, IMAGE_SIZE)[b, where] = \
-                    by_class[c][rng.choice(len(by_class[c]), size=len(where), replace=False)]
-        return out
+                out[b, where] = by_class[c][rng.choice(len(by_class[c]), size=len(where), replace=False)]
+        return out.reshape(*class_ids.shape, IMAGE_SIZE, IMAGE_SIZE)
 
 
 SOURCES = {"glyphs": GlyphSource, "digits": DigitsSource}
