@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/impala_learning.py --task cartpole --seeds 1 2 3
     .venv/bin/python benchmarks/impala_learning.py --task bandit --seeds 1 --max-seconds 300
-    .venv/bin/python benchmarks/impala_learning.py --task cartpole --seeds 1 --extra "--impala.learning_rate 3e-4"
+    .venv/bin/python benchmarks/impala_learning.py --task cartpole --seeds 1 --extra="--impala.learning_rate 3e-4"
 
 Every run goes through the real command line (``srwm-rl train --algo impala``) in a fresh process.
 
@@ -40,7 +40,8 @@ CLI = str(Path(sys.executable).parent / "srwm-rl")
 TASKS = {
     "cartpole": {
         "target": 475.0, "max_steps": 1_000_000,
-        "flags": "--env.id srwm_rl/CartPoleNoVel-v0 --no-policy.prev_action --no-policy.prev_reward "
+        "flags": "--env.id srwm_rl/CartPoleNoVel-v0 --env.normalize_obs "
+                 "--no-policy.prev_action --no-policy.prev_reward "
                  "--core.kind srwm --core.hidden_size 64 --core.num_heads 4 --core.num_layers 1 "
                  "--impala.num_actors 2 --impala.envs_per_actor 8 --impala.batch_size 16 --impala.unroll_length 32 "
                  "--impala.learning_rate 1e-3 --impala.entropy_cost 0.005 --torch_threads 1",
@@ -145,7 +146,8 @@ def main() -> None:
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps(r) + "\n")
-    print("\n| task | seed | steps to target | wall to target (s) | final train return | greedy eval return | steps/s |")
+    print("\n| task | seed | steps to target | wall to target (s) | final train return | greedy eval return "
+          "| steps/s |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         reach = r["reached"] or {}

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "srwm-rl")
 
 NETWORK = ["--env.id", "procgen:bigfish", "--env.num_levels", "200", "--env.distribution_mode", "easy",
-           "--env.clip_reward", "1", "--no-env.normalize_reward", "--policy.encoder", "impala", "--no-policy.prev_action", "--policy.prev_reward",
+           "--env.clip_reward", "1", "--no-env.normalize_reward", "--policy.encoder", "impala",
+           "--no-policy.prev_action", "--policy.prev_reward",
            "--core.kind", "srwm", "--core.hidden_size", "128", "--core.num_heads", "8", "--core.num_layers", "2"]
 # The 2-core IMPALA setting chosen by measurement (see BENCHMARKS.md); everything else is the paper's.
 IMPALA_2CORE = "--impala.num_actors 2 --impala.envs_per_actor 16 --impala.batch_size 32 --impala.unroll_length 50"
@@ -83,7 +84,8 @@ def measure(algo: str, extra: str, seconds: float, min_rows: int, chunk: int = 0
     first, last = rows[0], rows[-1]
     steps = int(last["global_step"]) - int(first["global_step"])
     dt = float(last["time"]) - float(first["time"])
-    res = {"algo": algo, "args": extra + (f" (encoder chunked by {chunk})" if chunk else ""), "steady_sps": steps / dt, "overall_sps": int(last["global_step"]) / wall,
+    res = {"algo": algo, "args": extra + (f" (encoder chunked by {chunk})" if chunk else ""),
+           "steady_sps": steps / dt, "overall_sps": int(last["global_step"]) / wall,
            "steps": int(last["global_step"]), "measured_s": round(dt, 1), "wall_s": round(wall, 1),
            "rows": len(rows)}
     if algo == "impala":
