@@ -65,6 +65,20 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "ppo": {"num_steps": 256, "learning_rate": 5e-4, "gamma": 0.999, "gae_lambda": 0.95, "ent_coef": 0.01,
                 "num_minibatches": 8, "update_epochs": 3},
     }),
+    # Supervised few-shot meta-training, the recipe of benchmarks/fewshot.py (BENCHMARKS.md); SRWM in
+    # the paper's supervised variant (pre-LayerNorm, no input softmax), 2500 / 2000 updates of 16 tasks.
+    "fewshot-5w1s": ("Few-shot 5-way 1-shot glyph classification, delayed labels (supervised, algo fewshot)", {
+        "algo": "fewshot", "total_steps": 800_000, "torch_threads": 1,
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False},
+        "fewshot": {"num_ways": 5, "num_shots": 1, "num_queries": 3, "batch_size": 16, "learning_rate": 3e-3,
+                    "distortion": 0.5, "distortion_warmup": 0.8, "eval_every": 500},
+    }),
+    "fewshot-5w5s": ("Few-shot 5-way 5-shot glyph classification, delayed labels (supervised, algo fewshot)", {
+        "algo": "fewshot", "total_steps": 960_000, "torch_threads": 1,
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False},
+        "fewshot": {"num_ways": 5, "num_shots": 5, "num_queries": 1, "batch_size": 16, "learning_rate": 3e-3,
+                    "distortion": 0.5, "distortion_warmup": 0.8, "eval_every": 400},
+    }),
 }
 
 
