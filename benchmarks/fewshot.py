@@ -30,7 +30,7 @@ from srwm_rl.runlog import prepare_run_dir, write_json  # noqa: E402
 
 CORES = ("srwm", "lstm", "delta", "fake_sr", "none")
 # name -> (shots, training queries per class, updates)
-SETTINGS = {"5w1s": (1, 3, 1500), "5w5s": (5, 1, 1500)}
+SETTINGS = {"5w1s": (1, 3, 2500), "5w5s": (5, 1, 2000)}
 
 
 def config(core: str, shots: int, queries: int, updates: int, args) -> TrainConfig:
