@@ -13,6 +13,9 @@ at the unroll's start, into shared memory. One learner update, top to bottom:
      RMSprop epsilon and gradient clip assume sums), gradient-norm clipping, RMSprop; the new weights
      are published to the actors at once, and the policy lag of every unroll is logged.
 
+The defaults are the paper's (48 actors x 1 env, batch 32, T = 50); on a 2-core CPU, measured best:
+``--impala.num_actors 2 --impala.envs_per_actor 16 --torch_threads 2`` (BENCHMARKS.md, IMPALA).
+
 Reward clipping and the previous reward as an input come from the environment wrappers
 (``env.clip_reward``, ``policy.prev_reward``), so the actors' policy sees exactly what the learner sees.
 Observation / reward normalisers (``env.normalize_*``) run inside each actor with its own running
