@@ -106,8 +106,9 @@ class ActorCritic(nn.Module):
         self.obs_space, self.action_space = obs_space, action_space
         main = obs_space["obs"] if isinstance(obs_space, gym.spaces.Dict) else obs_space
         self.encoder = make_encoder(cfg.encoder, main, cfg)
+        # The wrapper always provides both; feed only those the config asks for.
         self.extras = [k for k in ("prev_action", "prev_reward")
-                       if isinstance(obs_space, gym.spaces.Dict) and k in obs_space.spaces]
+                       if getattr(cfg, k) and isinstance(obs_space, gym.spaces.Dict) and k in obs_space.spaces]
         self.n_actions = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None
         extra = sum(self._extra_size(k) for k in self.extras)
         self.core = make_core(self.encoder.output_size + extra, core_cfg)

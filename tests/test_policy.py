@@ -92,3 +92,11 @@ def test_predict_follows_sb3_recurrent_convention():
     with torch.no_grad():
         dist, _, _ = pol(torch.as_tensor(obs), pol.initial_state(2), torch.as_tensor(starts))
     np.testing.assert_array_equal(np.stack(actions), dist.mode().numpy())
+
+
+def test_extras_follow_the_config():
+    only_reward = ActorCritic(dict_space(), gym.spaces.Discrete(4), PolicyConfig(prev_action=False), SMALL)
+    assert only_reward.extras == ["prev_reward"]
+    both = ActorCritic(dict_space(), gym.spaces.Discrete(4), PolicyConfig(), SMALL)
+    assert both.extras == ["prev_action", "prev_reward"]
+    assert both.core.input_size == only_reward.core.input_size + 4
