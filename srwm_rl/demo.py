@@ -54,7 +54,8 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[d
 def run_demo(args: argparse.Namespace) -> int:
     from agents.common import build_policy, make_env
     from agents.ppo import train
-    from .runlog import plot_curve, prepare_run_dir
+    from .analysis import plot_adaptation
+    from .runlog import prepare_run_dir
     t0 = time.time()
     run_dir = prepare_run_dir(_fresh_dir(args.run_dir))
     cfg = demo_config(str(run_dir), args.total_steps)
@@ -77,8 +78,8 @@ def run_demo(args: argparse.Namespace) -> int:
     gain = after[-1]["mean"] - after[0]["mean"]
     print(f"trained agent: last episode - first episode = {gain:+.2f} "
           f"({'adapts within the trial' if gain > 0 else 'no in-context improvement yet'})")
-    xs = [r["episode_in_trial"] + 1 for r in after]
-    png = plot_adaptation(run_dir / "adaptation.png", xs, before, after)
+    png = plot_adaptation(run_dir / "adaptation.png", {"untrained": before, "trained SRWM-PPO": after},
+                          ylabel="mean return (held-out tasks)", title=cfg.env.id)
     write_json(run_dir / "adaptation.json", {"untrained": before, "trained": after})
     print(f"\ncheckpoint     : {run_dir / 'checkpoints' / 'latest.pt'}")
     print(f"metrics        : {run_dir / 'metrics.csv'}  (tensorboard --logdir {run_dir / 'tb'})")
@@ -87,22 +88,3 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"total time     : {time.time() - t0:.0f} s")
     return 0
 
-
-def plot_adaptation(path: Path, xs, before, after) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for rows, label in ((before, "untrained"), (after, "trained SRWM-PPO")):
-        m = [r["mean"] for r in rows]
-        ax.errorbar(xs, m, yerr=[[r["mean"] - r["ci95"][0] for r in rows], [r["ci95"][1] - r["mean"] for r in rows]],
-                    marker="o", capsize=3, label=label)
-    ax.set_xlabel("episode within the trial")
-    ax.set_ylabel("mean return (held-out tasks)")
-    ax.set_xticks(xs)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
