@@ -1,6 +1,6 @@
 """Write tiny checkpoints with the pre-renovation code and the outputs they must reproduce."""
 import json, sys, torch, numpy as np
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, ".")  # run from the root of a checkout of 0ddc179
 from srwm_rl.cli import main
 SMALL = ["--core.hidden_size", "16", "--core.num_heads", "2", "--core.num_layers", "1", "--core.ff_mult", "2",
          "--policy.mlp_hidden", "16", "--torch_threads", "1", "--no-progress", "--checkpoint_every", "1"]
