@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.common import StopSignal, save, seed_everything
-from srwm_rl.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state, space_to_dict
-from srwm_rl.config import TrainConfig, from_dict, resolve_device, to_dict
-from srwm_rl.fewshot.evaluate import evaluate_model, shot_accuracy, summarize
-from srwm_rl.fewshot.model import FewshotModel
-from srwm_rl.fewshot.sources import make_source
-from srwm_rl.fewshot.tasks import TaskBatch, TaskSpec, sample_tasks, task_inputs, task_spaces
-from srwm_rl.runlog import RunLogger
+from srwm_rl.run.common import StopSignal, save, seed_everything
+from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state, space_to_dict
+from srwm_rl.run.config import TrainConfig, from_dict, resolve_device, to_dict
+from srwm_rl.eval.fewshot import evaluate_model, shot_accuracy, summarize
+from srwm_rl.nn.fewshot import FewshotModel
+from envs.fewshot.sources import make_source
+from envs.fewshot.tasks import TaskBatch, TaskSpec, sample_tasks, task_inputs, task_spaces
+from srwm_rl.run.runlog import RunLogger
 
 EVAL_SEED = 20_220_205          # fixed evaluation tasks, so successive evaluations are comparable
 
@@ -49,7 +49,7 @@ def build_model(cfg: TrainConfig, device="cpu") -> FewshotModel:
 
 def probe_model(cfg: TrainConfig) -> None:
     """Build the model once (no data) so bad core options fail before the run directory is made."""
-    from srwm_rl.cli import UsageError
+    from srwm_rl.app.cli import UsageError
     try:
         build_model(cfg)
     except ValueError as e:

@@ -34,13 +34,13 @@ import torch
 import torch.multiprocessing as mp
 from tqdm import tqdm
 
-from agents.common import StopSignal, build_policy, checkpoint_payload, make_env, save, seed_everything
+from srwm_rl.run.common import StopSignal, build_policy, checkpoint_payload, make_env, save, seed_everything
 from agents.impala_actor import ActorPool, SharedWeights, UnrollBuffers, actor_env_id, slots_per_actor
-from srwm_rl import vtrace
-from srwm_rl.checkpoint import set_rng_state
-from srwm_rl.config import ImpalaConfig, TrainConfig, resolve_device
-from srwm_rl.losses import entropy_bonus, policy_gradient_loss, value_loss
-from srwm_rl.runlog import RunLogger, recent_mean
+from srwm_rl.ops import vtrace
+from srwm_rl.run.checkpoint import set_rng_state
+from srwm_rl.run.config import ImpalaConfig, TrainConfig, resolve_device
+from srwm_rl.ops.losses import entropy_bonus, policy_gradient_loss, value_loss
+from srwm_rl.run.runlog import RunLogger, recent_mean
 
 
 class NonFiniteLossError(RuntimeError):

@@ -28,10 +28,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from agents.common import build_policy, load_normalizer_state, make_env, normalizer_state
+from srwm_rl.run.common import build_policy, load_normalizer_state, make_env, normalizer_state
 from envs.api import empty_obs
-from srwm_rl.config import TrainConfig
-from srwm_rl.policy import ActorCritic
+from srwm_rl.run.config import TrainConfig
+from srwm_rl.nn.policy import ActorCritic
 
 State = tuple[torch.Tensor, ...]
 

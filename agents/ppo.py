@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.common import (StopSignal, build_policy, checkpoint_payload, configure_threads, load_normalizer_state, make_env,
+from srwm_rl.run.common import (StopSignal, build_policy, checkpoint_payload, configure_threads, load_normalizer_state, make_env,
                            normalizer_state, save, seed_everything)
-from srwm_rl.checkpoint import set_rng_state
-from srwm_rl.config import TrainConfig, resolve_device
-from srwm_rl.losses import entropy_bonus, ppo_clip_loss, value_loss
-from srwm_rl.policy import obs_to_torch
-from srwm_rl.returns import gae
-from srwm_rl.runlog import RunLogger, recent_mean
+from srwm_rl.run.checkpoint import set_rng_state
+from srwm_rl.run.config import TrainConfig, resolve_device
+from srwm_rl.ops.losses import entropy_bonus, ppo_clip_loss, value_loss
+from srwm_rl.nn.policy import obs_to_torch
+from srwm_rl.ops.returns import gae
+from srwm_rl.run.runlog import RunLogger, recent_mean
 
 
 def _map(obs, fn):

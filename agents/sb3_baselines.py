@@ -17,11 +17,11 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.common import StopSignal, load_normalizer_state, make_env, normalizer_state, save, seed_everything
+from srwm_rl.run.common import StopSignal, load_normalizer_state, make_env, normalizer_state, save, seed_everything
 from envs.sb3 import SB3VecEnvAdapter as SB3VecEnv
-from srwm_rl.checkpoint import rng_state, set_rng_state, space_to_dict
-from srwm_rl.config import TrainConfig, resolve_device, to_dict
-from srwm_rl.runlog import RunLogger, recent_mean
+from srwm_rl.run.checkpoint import rng_state, set_rng_state, space_to_dict
+from srwm_rl.run.config import TrainConfig, resolve_device, to_dict
+from srwm_rl.run.runlog import RunLogger, recent_mean
 
 
 class _RunCallback(BaseCallback):

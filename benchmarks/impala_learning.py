@@ -101,7 +101,7 @@ def train_until(task: str, seed: int, extra: str, max_steps: int, max_seconds: f
 
 
 def evaluate_run(run_dir: str, split: str, episodes: int) -> dict:
-    from srwm_rl.evaluation import evaluate
+    from srwm_rl.eval.evaluate import evaluate
     _, summary = evaluate(run_dir, split=split, num_episodes=episodes, deterministic=True, seed=12345)
     return {"eval_split": split, "eval_episodes": episodes, "eval_return": summary["return"]["mean"],
             "eval_ci": summary["return"].get("ci95") or summary["return"].get("ci")}

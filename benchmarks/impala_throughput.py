@@ -104,10 +104,10 @@ def learner_grid(grid: list[str], threads: int, reps: int = 3) -> list[dict]:
 
     import torch
 
-    from agents.common import build_policy
+    from srwm_rl.run.common import build_policy
     from agents.impala import chunk_encoder, impala_loss, observation_spaces
-    from srwm_rl.config import EnvConfig, ImpalaConfig, PolicyConfig, TrainConfig
-    from srwm_rl.cores import CoreConfig
+    from srwm_rl.run.config import EnvConfig, ImpalaConfig, PolicyConfig, TrainConfig
+    from srwm_rl.nn.cores import CoreConfig
     torch.set_num_threads(threads)
     cfg = TrainConfig(algo="impala", env=EnvConfig(id="procgen:bigfish", clip_reward=1.0, normalize_reward=False),
                       policy=PolicyConfig(encoder="impala", prev_action=False, prev_reward=True),
@@ -143,8 +143,8 @@ def chunked_cli(chunk: int, argv: list[str]) -> int:
     """``srwm-rl`` with every policy's encoder chunked as IMPALA's CPU learner does (for a PPO on equal terms)."""
     sys.path.insert(0, str(ROOT))
     from agents.impala import chunk_encoder
-    from srwm_rl import cli
-    from srwm_rl.policy import ActorCritic
+    from srwm_rl.app import cli
+    from srwm_rl.nn.policy import ActorCritic
     init = ActorCritic.__init__
 
     def patched(self, *a, **kw):

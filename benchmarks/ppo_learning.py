@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.common import load_normalizer_state, make_env, normalizer_state  # noqa: E402
+from srwm_rl.run.common import load_normalizer_state, make_env, normalizer_state  # noqa: E402
 from agents.ppo import train  # noqa: E402
-from srwm_rl.config import TrainConfig, from_dict, merge, to_dict  # noqa: E402
-from srwm_rl.evaluation import adaptation_curve, run_episodes  # noqa: E402
-from srwm_rl.presets import get_preset  # noqa: E402
+from srwm_rl.run.config import TrainConfig, from_dict, merge, to_dict  # noqa: E402
+from srwm_rl.eval.evaluate import adaptation_curve, run_episodes  # noqa: E402
+from srwm_rl.app.presets import get_preset  # noqa: E402
 
 
 def preset_config(name: str, **top) -> TrainConfig:
@@ -140,7 +140,7 @@ def train_preset(preset: str, core: str, seed: int, budget: int, minutes: float)
 
 
 def bandit(args) -> list[dict]:
-    from srwm_rl.analysis import RegretCollector, bandit_regret_curves
+    from srwm_rl.eval.analysis import RegretCollector, bandit_regret_curves
     out = []
     for seed in args.seeds:
         cfg, res, wall = train_preset("bandit", "srwm", seed, args.budget, args.minutes)

@@ -36,12 +36,12 @@ from torch import Tensor, nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from srwm_rl import srwm_fused  # noqa: E402
-from srwm_rl.srwm import fast_width, srwm_unroll_cat  # noqa: E402
-from srwm_rl.srwm_lean import srwm_unroll_lean  # noqa: E402
+from srwm_rl.ops import srwm_fused  # noqa: E402
+from srwm_rl.ops.srwm import fast_width, srwm_unroll_cat  # noqa: E402
+from srwm_rl.ops.srwm_lean import srwm_unroll_lean  # noqa: E402
 
 try:  # the Delta Net recurrence lives with the layers
-    from srwm_rl.layers import delta_unroll  # noqa: E402
+    from srwm_rl.nn.layers import delta_unroll  # noqa: E402
 except ImportError:  # pragma: no cover - older trees
     delta_unroll = None
 

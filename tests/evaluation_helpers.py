@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from agents.common import build_policy, checkpoint_payload, make_env, save
-from srwm_rl.config import EnvConfig, PPOConfig, TrainConfig, to_dict
-from srwm_rl.cores import CoreConfig
-from srwm_rl.policy import Categorical, PolicyConfig
-from srwm_rl.runlog import write_json
+from srwm_rl.run.common import build_policy, checkpoint_payload, make_env, save
+from srwm_rl.run.config import EnvConfig, PPOConfig, TrainConfig, to_dict
+from srwm_rl.nn.cores import CoreConfig
+from srwm_rl.nn.policy import Categorical, PolicyConfig
+from srwm_rl.run.runlog import write_json
 
 TINY_CORE = CoreConfig(hidden_size=16, num_heads=2, num_layers=2)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+from srwm_rl.run.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                 space_from_dict, space_to_dict)
-from srwm_rl.cli import UsageError, build_parser, config_from_args, check_resume_compatible
-from srwm_rl.config import TrainConfig, field_docs, from_dict, to_dict
-from srwm_rl.cores import CoreConfig
-from srwm_rl.runlog import RunDirError, RunLogger, prepare_run_dir
+from srwm_rl.app.cli import UsageError, build_parser, config_from_args, check_resume_compatible
+from srwm_rl.run.config import TrainConfig, field_docs, from_dict, to_dict
+from srwm_rl.nn.cores import CoreConfig
+from srwm_rl.run.runlog import RunDirError, RunLogger, prepare_run_dir
 
 
 def parse(*argv):
@@ -152,7 +152,7 @@ def test_logger_grows_csv_header_and_plots(tmp_path):
 
 
 def test_help_renders_for_every_command(capsys):
-    from srwm_rl.cli import COMMANDS, main
+    from srwm_rl.app.cli import COMMANDS, main
     for name in [None, *COMMANDS]:
         with pytest.raises(SystemExit) as e:
             main(["--help"] if name is None else [name, "--help"])

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from srwm_rl.cores import CORES, CoreConfig, make_core
-from srwm_rl.layers import delta_unroll
+from srwm_rl.nn.cores import CORES, CoreConfig, make_core
+from srwm_rl.nn.layers import delta_unroll
 
 IN = 5
 

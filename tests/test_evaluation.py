@@ -11,8 +11,8 @@ import torch
 from envs.testing import CountingEnv
 from envs.trials import TrialVecEnv
 from evaluation_helpers import FixedPolicy, make_run, one_thread, tiny_config
-from srwm_rl import cli
-from srwm_rl.evaluation import (EpisodeRecord, adaptation_curve, evaluate, level_overlap, mean_ci,
+from srwm_rl.app import cli
+from srwm_rl.eval.evaluate import (EpisodeRecord, adaptation_curve, evaluate, level_overlap, mean_ci,
                                 normalized_score, run_episodes, summarize, t_critical)
 
 

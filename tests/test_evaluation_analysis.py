@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from evaluation_helpers import make_run, one_thread, tiny_config
-from srwm_rl import cli
-from srwm_rl.analysis import (aggregate, bandit_arm_probs, cumulative_regret_curve, group_runs, read_run,
+from srwm_rl.app import cli
+from srwm_rl.eval.analysis import (aggregate, bandit_arm_probs, cumulative_regret_curve, group_runs, read_run,
                               thompson_regret, ucb1_regret)
 
 

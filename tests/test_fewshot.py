@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl.config import FewshotConfig, TrainConfig
-from srwm_rl.cores import CORES, CoreConfig
-from srwm_rl.fewshot import (NO_LABEL, GlyphSource, TaskSpec, check_spec, delayed_labels, make_source, sample_tasks,
+from srwm_rl.run.config import FewshotConfig, TrainConfig
+from srwm_rl.nn.cores import CORES, CoreConfig
+from envs.fewshot import (NO_LABEL, GlyphSource, TaskSpec, check_spec, delayed_labels, make_source, sample_tasks,
                              task_inputs)
-from srwm_rl.fewshot.model import FewshotModel
-from srwm_rl.fewshot.tasks import PIXELS
+from srwm_rl.nn.fewshot import FewshotModel
+from envs.fewshot.tasks import PIXELS
 
 SPEC = TaskSpec(num_ways=5, num_shots=2, num_queries=2)
 
@@ -67,7 +67,7 @@ def test_label_permutation_per_task():
 
 @needs_digits
 def test_every_step_shows_an_example_of_its_labels_class():
-    from srwm_rl.fewshot.sources import load_digits_by_class
+    from envs.fewshot.sources import load_digits_by_class
     data = load_digits_by_class()
     b = batch(2, TaskSpec(5, 3, 2), "digits", "test", n=8)
     for i in range(8):
@@ -258,13 +258,13 @@ def test_config_bad_input_names_field_value_and_range():
 
 @needs_digits
 def test_digits_constants_match_the_data():
-    from srwm_rl.fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, load_digits_by_class
+    from envs.fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, load_digits_by_class
     data = load_digits_by_class()
     assert len(data) == DIGITS_NUM_CLASSES and min(len(d) for d in data) == DIGITS_MIN_PER_CLASS
 
 
 def test_cli_bad_input_exits_2(capsys, tmp_path):
-    from srwm_rl.cli import main
+    from srwm_rl.app.cli import main
     for flags, msg in ((["--fewshot.num_shots", "0"], "fewshot.num_shots=0: must be >= 1"),
                        (["--fewshot.num_ways", "11"], "allowed: 2..10"),
                        (["--fewshot.source", "omniglot"], "unknown class source")):
@@ -287,7 +287,7 @@ TINY = ["--algo", "fewshot", "--core.hidden_size", "16", "--core.num_heads", "2"
 
 def test_train_resume_and_evaluate(tmp_path, capsys):
     from agents.fewshot import load_fewshot
-    from srwm_rl.cli import main
+    from srwm_rl.app.cli import main
     flags = [*TINY, "--no-fewshot.anneal_lr"]
     step = 4 * 10                  # (annealing depends on total_steps, which a resume changes: off here)
     assert main(["train", *flags, "--total_steps", str(4 * step), "--run_dir", str(tmp_path / "a")]) == 0
@@ -351,8 +351,8 @@ def test_cli_meta_training_beats_chance_on_an_easy_setting(tmp_path):
 @pytest.mark.parametrize("name", ["fewshot-5w1s", "fewshot-5w5s"])
 def test_fewshot_presets_are_valid(name):
     from agents.fewshot import build_model
-    from srwm_rl.config import from_dict, merge, to_dict
-    from srwm_rl.presets import get_preset
+    from srwm_rl.run.config import from_dict, merge, to_dict
+    from srwm_rl.app.presets import get_preset
     cfg = from_dict(TrainConfig, merge(to_dict(TrainConfig()), get_preset(name)))
     assert cfg.algo == "fewshot" and cfg.validate() == []
     assert build_model(cfg).num_ways == 5

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import agents.impala as impala
-from agents.common import build_policy, load_normalizer_state, make_env
+from srwm_rl.run.common import build_policy, load_normalizer_state, make_env
 from agents.impala_actor import Actor, ActorPool, SharedWeights, UnrollBuffers, actor_env_id
 from envs.testing import CountingEnv
 from envs.wrappers import PrevActionReward
-from srwm_rl.config import CoreConfig, ImpalaConfig, PolicyConfig, TrainConfig
-from srwm_rl.cores import Core
+from srwm_rl.run.config import CoreConfig, ImpalaConfig, PolicyConfig, TrainConfig
+from srwm_rl.nn.cores import Core
 
 
 class CountingCore(Core):

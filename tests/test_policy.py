@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl.cores import CoreConfig
-from srwm_rl.encoders import ImpalaCNN, NatureCNN, make_encoder
-from srwm_rl.policy import ActorCritic, Categorical, DiagGaussian, PolicyConfig
+from srwm_rl.nn.cores import CoreConfig
+from srwm_rl.nn.encoders import ImpalaCNN, NatureCNN, make_encoder
+from srwm_rl.nn.policy import ActorCritic, Categorical, DiagGaussian, PolicyConfig
 
 IMG = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 SMALL = CoreConfig(kind="srwm", hidden_size=16, num_heads=2, num_layers=1)

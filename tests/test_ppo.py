@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.common import build_policy, load_agent
+from srwm_rl.run.common import build_policy, load_agent
 from agents.ppo import Rollout, _optimise, collect
 from envs.testing import CountingEnv
-from srwm_rl.cli import main
-from srwm_rl.config import EnvConfig, PPOConfig, TrainConfig
-from srwm_rl.cores import CORES, Core, CoreConfig
-from srwm_rl.policy import PolicyConfig, obs_to_torch
+from srwm_rl.app.cli import main
+from srwm_rl.run.config import EnvConfig, PPOConfig, TrainConfig
+from srwm_rl.nn.cores import CORES, Core, CoreConfig
+from srwm_rl.nn.policy import PolicyConfig, obs_to_torch
 
 
 class CountingCore(Core):
@@ -185,7 +185,7 @@ def test_sigterm_writes_a_checkpoint_then_exits(tmp_path):
     run = tmp_path / "run"
     args = tiny_args(run)
     args[args.index("--total_steps") + 1] = "10000000"
-    proc = subprocess.Popen([sys.executable, "-m", "srwm_rl.cli", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "srwm_rl.app.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None:

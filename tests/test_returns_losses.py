@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl.losses import policy_gradient_loss, ppo_clip_loss, value_loss
-from srwm_rl.returns import gae
+from srwm_rl.ops.losses import policy_gradient_loss, ppo_clip_loss, value_loss
+from srwm_rl.ops.returns import gae
 
 
 def test_gae_reward_only_at_the_end_constant_value():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from srwm_reference import reference_unroll
-from srwm_rl.srwm import cat_blocks, split_blocks, srwm_unroll, srwm_unroll_cat
-from srwm_rl.srwm_lean import srwm_unroll_lean
+from srwm_rl.ops.srwm import cat_blocks, split_blocks, srwm_unroll, srwm_unroll_cat
+from srwm_rl.ops.srwm_lean import srwm_unroll_lean
 
 
 def make_inputs(T, B, H, d, dtype=torch.float64, seed=0, delta_scale=0.1, grad=False):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from srwm_reference import reference_unroll
-from srwm_rl import srwm_fused
-from srwm_rl.srwm import cat_blocks, fast_width, split_blocks, srwm_unroll_cat
-from srwm_rl.srwm_fused import fused_available, fused_unavailable_reason, srwm_unroll_fused
+from srwm_rl.ops import srwm_fused
+from srwm_rl.ops.srwm import cat_blocks, fast_width, split_blocks, srwm_unroll_cat
+from srwm_rl.ops.srwm_fused import fused_available, fused_unavailable_reason, srwm_unroll_fused
 
 
 @pytest.fixture

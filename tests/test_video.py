@@ -6,11 +6,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from agents.common import load_agent, make_env
+from srwm_rl.run.common import load_agent, make_env
 from evaluation_helpers import make_run, one_thread, tiny_config
-from srwm_rl import cli
-from srwm_rl.evaluation import run_episodes
-from srwm_rl.video import RolloutRecorder, VideoWriter, check_video_path, enable_frames
+from srwm_rl.app import cli
+from srwm_rl.eval.evaluate import run_episodes
+from srwm_rl.eval.video import RolloutRecorder, VideoWriter, check_video_path, enable_frames
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -111,7 +111,7 @@ def test_record_cli_procgen(leaper_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("out", ["missing/v.mp4", "/proc/v.mp4", "v.avi"])
 def test_record_bad_path_fails_before_the_rollout(leaper_run, tmp_path, monkeypatch, out, capsys):
-    import srwm_rl.evaluation as ev
+    import srwm_rl.eval.evaluate as ev
 
     def boom(*a, **k):
         raise AssertionError("the rollout started")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl import vtrace
+from srwm_rl.ops import vtrace
 
 
 def reference_vtrace(log_rhos, discounts, rewards, values, bootstrap, rho_bar, pg_rho_bar, c_bar):

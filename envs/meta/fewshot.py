@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from envs.meta.base import MetaEnv, check_choice, check_int
-from srwm_rl.fewshot.sources import make_source
-from srwm_rl.fewshot.tasks import PIXELS, TaskSpec, check_spec, sample_tasks, task_inputs, task_spaces
+from envs.fewshot.sources import make_source
+from envs.fewshot.tasks import PIXELS, TaskSpec, check_spec, sample_tasks, task_inputs, task_spaces
 
 _SPLIT_OFFSET = {"train": 0, "test": 2**31}
 _SPLIT_SIZE = 2**31

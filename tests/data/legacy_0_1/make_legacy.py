@@ -1,7 +1,7 @@
 """Write tiny checkpoints with the pre-renovation code and the outputs they must reproduce."""
 import json, sys, torch, numpy as np
 sys.path.insert(0, ".")  # run from the root of a checkout of 0ddc179
-from srwm_rl.cli import main
+from srwm_rl.app.cli import main
 SMALL = ["--core.hidden_size", "16", "--core.num_heads", "2", "--core.num_layers", "1", "--core.ff_mult", "2",
          "--policy.mlp_hidden", "16", "--torch_threads", "1", "--no-progress", "--checkpoint_every", "1"]
 assert main(["train", "--algo", "ppo", "--env.id", "srwm_rl/DarkRoom-v0", "--env.kwargs", '{"size": 5, "episode_length": 12}',
@@ -13,7 +13,7 @@ assert main(["train", "--algo", "impala", "--env.id", "srwm_rl/CartPoleNoVel-v0"
 assert main(["train", "--algo", "fewshot", "--fewshot.batch_size", "2", "--fewshot.eval_tasks", "4", "--fewshot.eval_every", "1",
              "--fewshot.encoder_features", "8", "--fewshot.eval_sources", "glyphs", "--total_steps", "40",
              "--run_dir", "runs/fewshot", *SMALL]) == 0
-from agents.common import load_agent
+from srwm_rl.run.common import load_agent
 from agents.fewshot import load_fewshot
 out = {}
 for name in ("ppo", "impala"):

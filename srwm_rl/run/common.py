@@ -15,11 +15,11 @@ import torch
 import envs
 from envs.meta import META_ENVS, MetaEnv
 from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward
-from srwm_rl.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, space_from_dict,
+from srwm_rl.run.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, space_from_dict,
                                 space_to_dict)
-from srwm_rl.config import EnvConfig, PolicyConfig, TrainConfig, from_dict, to_dict
-from srwm_rl.encoders import is_image_space
-from srwm_rl.policy import ActorCritic
+from srwm_rl.run.config import EnvConfig, PolicyConfig, TrainConfig, from_dict, to_dict
+from srwm_rl.nn.encoders import is_image_space
+from srwm_rl.nn.policy import ActorCritic
 
 NORMALIZERS = (NormalizeObservation, NormalizeReward)
 

@@ -17,8 +17,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .sources import make_source
-from .tasks import TaskSpec, sample_tasks, task_inputs
+from envs.fewshot.sources import make_source
+from envs.fewshot.tasks import TaskSpec, sample_tasks, task_inputs
 
 Z95 = 1.959964
 
@@ -186,9 +186,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def fewshot_eval_command(args) -> int:
     """``srwm-rl fewshot-eval``: bad runs or options exit with status 2 and a message naming them."""
-    from ..checkpoint import CheckpointError
-    from ..cli import UsageError
-    from .sources import SOURCES
+    from srwm_rl.run.checkpoint import CheckpointError
+    from srwm_rl.app.cli import UsageError
+    from envs.fewshot.sources import SOURCES
     if args.tasks < 1:
         raise UsageError(f"--tasks={args.tasks}: must be >= 1")
     for name, v, lo in (("--shots", args.shots, 1), ("--queries", args.queries, 0)):
@@ -224,8 +224,8 @@ def is_fewshot_run(target: str | Path) -> bool:
 def evaluate_command(args) -> int:
     """``srwm-rl evaluate`` on a few-shot run: --num-episodes tasks per source, --split glyph classes."""
     import torch
-    from ..checkpoint import CheckpointError
-    from ..cli import UsageError
+    from srwm_rl.run.checkpoint import CheckpointError
+    from srwm_rl.app.cli import UsageError
     if args.num_episodes < 1:
         raise UsageError(f"--num-episodes={args.num_episodes}: must be >= 1")
     if getattr(args, "threads", 0):

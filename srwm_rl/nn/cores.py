@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import NORMS, SRWM_IMPLS, DeltaLayer, FakeSRLayer, FeedForward, SRWMLayer
-from .srwm import check_first
+from srwm_rl.nn.layers import NORMS, SRWM_IMPLS, DeltaLayer, FakeSRLayer, FeedForward, SRWMLayer
+from srwm_rl.ops.srwm import check_first
 
 State = tuple[Tensor, ...]
 

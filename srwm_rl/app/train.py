@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .cli import RESUMABLE, UsageError, check_resume_compatible, config_from_args
-from .config import ALGOS, TrainConfig, from_dict, to_dict
-from .runlog import RunDirError, prepare_run_dir, write_json
+from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
+from srwm_rl.app.cli import RESUMABLE, UsageError, check_resume_compatible, config_from_args
+from srwm_rl.run.config import ALGOS, TrainConfig, from_dict, to_dict
+from srwm_rl.run.runlog import RunDirError, prepare_run_dir, write_json
 
 
 def trainer(algo: str) -> Callable[..., dict[str, Any]]:
@@ -25,7 +25,7 @@ def probe(cfg: TrainConfig) -> None:
     if cfg.algo == "fewshot":                  # supervised: no environment, build the model only
         from agents.fewshot import probe_model
         return probe_model(cfg)
-    from agents.common import build_policy, make_env
+    from srwm_rl.run.common import build_policy, make_env
     try:
         env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
     except (ValueError, KeyError, ImportError) as e:

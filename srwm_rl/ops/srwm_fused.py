@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .srwm import check_cat_inputs, fast_width, srwm_unroll_cat
+from srwm_rl.ops.srwm import check_cat_inputs, fast_width, srwm_unroll_cat
 
 _SOURCE = Path(__file__).with_name("csrc") / "srwm_fused.cpp"
 _ABI_VERSION = 1

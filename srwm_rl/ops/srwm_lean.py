@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .srwm import check_cat_inputs, expand_beta, fast_width
+from srwm_rl.ops.srwm import check_cat_inputs, expand_beta, fast_width
 
 
 def _block_sums(g: Tensor, d: int) -> Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .sources import IMAGE_SIZE, ClassSource
+from envs.fewshot.sources import IMAGE_SIZE, ClassSource
 
 NO_LABEL = -1
 PIXELS = IMAGE_SIZE * IMAGE_SIZE

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .evaluation import mean_ci
+from srwm_rl.eval.evaluate import mean_ci
 
 
 def _plt():

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cores import CoreConfig, State, make_core
-from .encoders import ENCODERS, make_encoder
+from srwm_rl.nn.cores import CoreConfig, State, make_core
+from srwm_rl.nn.encoders import ENCODERS, make_encoder
 
 Obs = Union[Tensor, dict[str, Tensor]]
 

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cores import CoreConfig, State, make_core
-from .sources import IMAGE_SIZE
-from .tasks import PIXELS
+from srwm_rl.nn.cores import CoreConfig, State, make_core
+from envs.fewshot.sources import IMAGE_SIZE
+from envs.fewshot.tasks import PIXELS
 
 if TYPE_CHECKING:
-    from ..config import FewshotConfig
+    from srwm_rl.run.config import FewshotConfig
 
 ENCODERS = ("cnn", "mlp")
 

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .config import TrainConfig, field_docs, from_dict, merge, to_dict
+from srwm_rl.run.config import TrainConfig, field_docs, from_dict, merge, to_dict
 
 # Fields that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit"}
@@ -85,7 +85,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
     """defaults < preset < --config FILE < flags, validated; raises UsageError naming the fields."""
-    from .presets import get_preset
+    from srwm_rl.app.presets import get_preset
     data = to_dict(TrainConfig())
     try:
         if args.preset:
@@ -139,7 +139,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train an agent", _configure_train)
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import run_training
+    from srwm_rl.app.train import run_training
     return run_training(args, args.overrides)
 
 
@@ -149,7 +149,7 @@ def _configure_presets(p: argparse.ArgumentParser) -> None:
 
 @command("presets", "list the named presets", _configure_presets)
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .presets import PRESETS
+    from srwm_rl.app.presets import PRESETS
     for name, (doc, data) in PRESETS.items():
         print(f"{name:18s} {doc}")
         print(f"{'':18s} {json.dumps(data)}")
@@ -164,7 +164,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "train SRWM-PPO on the default in-context task and show its adaptation curve", _configure_demo)
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from srwm_rl.app.demo import run_demo
     return run_demo(args)
 
 
@@ -183,7 +183,7 @@ def _configure_fewshot_eval(p: argparse.ArgumentParser) -> None:
 @command("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, "
          "with 95% CIs and a plot comparing the runs", _configure_fewshot_eval)
 def cmd_fewshot_eval(args: argparse.Namespace) -> int:
-    from .fewshot.evaluate import fewshot_eval_command
+    from srwm_rl.eval.fewshot import fewshot_eval_command
     return fewshot_eval_command(args)
 
 
@@ -209,8 +209,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     return code
 
 
-from . import eval_cli  # noqa: E402,F401  (registers evaluate, record, adaptation, compare)
+from srwm_rl.app import eval_cli  # noqa: E402,F401  (registers evaluate, record, adaptation, compare)
 
 if __name__ == "__main__":
-    from srwm_rl.cli import main as _main  # the registered module, so every command's registration applies
+    from srwm_rl.app.cli import main as _main  # the registered module, so every command's registration applies
     sys.exit(_main())

@@ -9,8 +9,8 @@
 Training: ``srwm-rl train --algo fewshot`` (agents/fewshot.py). RL form: ``srwm_rl/FewShot*-v0``
 (envs/meta/fewshot.py). This package imports no config, so ``srwm_rl.config`` may import it.
 """
-from .sources import SOURCES, DigitsSource, GlyphSource, make_source
-from .tasks import NO_LABEL, TaskBatch, TaskSpec, check_spec, delayed_labels, plan_task, sample_tasks, task_inputs
+from envs.fewshot.sources import SOURCES, DigitsSource, GlyphSource, make_source
+from envs.fewshot.tasks import NO_LABEL, TaskBatch, TaskSpec, check_spec, delayed_labels, plan_task, sample_tasks, task_inputs
 
 __all__ = ["NO_LABEL", "SOURCES", "DigitsSource", "GlyphSource", "TaskBatch", "TaskSpec", "check_spec",
            "delayed_labels", "make_source", "plan_task", "sample_tasks", "task_inputs"]

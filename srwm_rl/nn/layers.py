@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .srwm import fast_width, srwm_unroll_cat
-from .srwm_lean import srwm_unroll_lean
+from srwm_rl.ops.srwm import fast_width, srwm_unroll_cat
+from srwm_rl.ops.srwm_lean import srwm_unroll_lean
 
 Unroll = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], tuple[Tensor, Tensor]]
 
@@ -25,7 +25,7 @@ NORMS = ("none", "pre", "post")
 def _fused() -> Optional[Unroll]:
     """The fused CPU kernel if it can be built here, else None (it warns once, saying why)."""
     try:
-        from .srwm_fused import fused_available, srwm_unroll_fused
+        from srwm_rl.ops.srwm_fused import fused_available, srwm_unroll_fused
     except ImportError:
         return None
     return srwm_unroll_fused if fused_available() else None

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, from_dict, merge, to_dict
-from .presets import get_preset
-from .runlog import write_json
+from srwm_rl.run.config import TrainConfig, from_dict, merge, to_dict
+from srwm_rl.app.presets import get_preset
+from srwm_rl.run.runlog import write_json
 
 DEMO_PRESET = "darkroom-small"
 DEMO_STEPS = 3_000_000
@@ -40,8 +40,8 @@ def _fresh_dir(base: str) -> Path:
 
 def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[dict]:
     """Return per episode index within trials on held-out tasks (sampled actions, frozen normalisers)."""
-    from agents.common import load_normalizer_state, make_env
-    from .evaluation import adaptation_curve, run_episodes
+    from srwm_rl.run.common import load_normalizer_state, make_env
+    from srwm_rl.eval.evaluate import adaptation_curve, run_episodes
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="test")
     load_normalizer_state(env, norm_states, update=False)
     try:
@@ -52,10 +52,10 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[d
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from agents.common import build_policy, make_env
+    from srwm_rl.run.common import build_policy, make_env
     from agents.ppo import train
-    from .analysis import plot_adaptation
-    from .runlog import prepare_run_dir
+    from srwm_rl.eval.analysis import plot_adaptation
+    from srwm_rl.run.runlog import prepare_run_dir
     t0 = time.time()
     run_dir = prepare_run_dir(_fresh_dir(args.run_dir))
     cfg = demo_config(str(run_dir), args.total_steps)

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .cores import CoreConfig
-from .policy import PolicyConfig
+from srwm_rl.nn.cores import CoreConfig
+from srwm_rl.nn.policy import PolicyConfig
 
 # Training algorithms: name -> "module:function" with signature train(cfg, run_dir, resume, progress) -> dict.
 ALGOS: dict[str, str] = {
@@ -236,7 +236,7 @@ class FewshotConfig:
     """Sources evaluated during training: glyphs (val classes) and/or digits (the real dataset)."""
 
     def validate(self) -> list[str]:
-        from .fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, SOURCES
+        from envs.fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, SOURCES
         errs = []
         if self.num_ways < 2:
             errs.append(f"fewshot.num_ways={self.num_ways}: must be >= 2")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .policy import obs_to_torch
+from srwm_rl.nn.policy import obs_to_torch
 
 # Procgen (R_min, R_max) per game and distribution mode (Cobbe et al., 2020, appendix; design/procgen.md).
 PROCGEN_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -280,7 +280,7 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
     Returns the records (sorted by game, then trial) and the summary of :func:`summarize` plus the
     settings.
     """
-    from agents.common import load_agent, load_normalizer_state, make_env
+    from srwm_rl.run.common import load_agent, load_normalizer_state, make_env
     cfg, policy, ckpt = agent if agent is not None else load_agent(checkpoint_or_run_dir, device)
     per_game, desc = eval_env_overrides(cfg, split, games, start_level, num_levels, distribution_mode,
                                         trial_episodes)

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from .cli import UsageError, command
+from srwm_rl.app.cli import UsageError, command
 
 
 # ---- shared options ---------------------------------------------------------------------------
@@ -56,8 +56,8 @@ def run_dir_of(target: str | Path) -> Path:
 def load(target: str, device: str, threads: int = 0):
     """(cfg, policy, ckpt) or UsageError naming the problem."""
     import torch
-    from agents.common import load_agent
-    from .checkpoint import CheckpointError
+    from srwm_rl.run.common import load_agent
+    from srwm_rl.run.checkpoint import CheckpointError
     if threads < 0:
         raise UsageError(f"--threads={threads}: must be >= 0")
     if threads:
@@ -77,7 +77,7 @@ def _check_counts(**counts: Optional[int]) -> None:
 
 
 def _evaluate(target: str, agent, args: argparse.Namespace, num_episodes: int, **kw):
-    from .evaluation import evaluate
+    from srwm_rl.eval.evaluate import evaluate
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -111,10 +111,10 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
 @command("evaluate", "evaluate a checkpoint on chosen levels or tasks: per-episode CSV, JSON summary, table",
          _configure_evaluate)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import json_safe, write_episodes_csv
-    from .runlog import write_json
+    from srwm_rl.eval.evaluate import json_safe, write_episodes_csv
+    from srwm_rl.run.runlog import write_json
     _check_counts(num_episodes=args.num_episodes, num_envs=args.num_envs)
-    from .fewshot.evaluate import evaluate_command, is_fewshot_run
+    from srwm_rl.eval.fewshot import evaluate_command, is_fewshot_run
     if is_fewshot_run(args.target):          # supervised few-shot learner: accuracy by shot index
         return evaluate_command(args)
     agent = load(args.target, args.device, args.threads)
@@ -173,9 +173,9 @@ def _configure_record(p: argparse.ArgumentParser) -> None:
 
 @command("record", "record a rollout video (mp4 or gif, headless) with optional overlays", _configure_record)
 def cmd_record(args: argparse.Namespace) -> int:
-    from agents.common import load_normalizer_state, make_env
-    from .evaluation import eval_env_overrides, run_episodes
-    from .video import RolloutRecorder, VideoWriter, enable_frames
+    from srwm_rl.run.common import load_normalizer_state, make_env
+    from srwm_rl.eval.evaluate import eval_env_overrides, run_episodes
+    from srwm_rl.eval.video import RolloutRecorder, VideoWriter, enable_frames
     _check_counts(grid=args.grid, episodes=args.episodes, height=args.height, max_steps=args.max_steps)
     if not args.no_overlays and args.height < 128:
         raise UsageError(f"--height={args.height}: tiles with overlays need >= 128 pixels")
@@ -231,9 +231,9 @@ def _configure_adaptation(p: argparse.ArgumentParser) -> None:
 @command("adaptation", "return per episode within trials (and bandit regret vs Thompson sampling and UCB1)",
          _configure_adaptation)
 def cmd_adaptation(args: argparse.Namespace) -> int:
-    from .analysis import (RegretCollector, bandit_regret_curves, plot_adaptation, plot_regret,
+    from srwm_rl.eval.analysis import (RegretCollector, bandit_regret_curves, plot_adaptation, plot_regret,
                            write_adaptation_csv, write_regret_csv)
-    from .evaluation import adaptation_curve
+    from srwm_rl.eval.evaluate import adaptation_curve
     _check_counts(num_trials=args.num_trials, num_envs=args.num_envs)
     if args.labels and len(args.labels) != len(args.targets):
         raise UsageError(f"--labels: {len(args.labels)} labels for {len(args.targets)} checkpoints")
@@ -290,7 +290,7 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
 @command("compare", "learning curves of several runs on one plot (mean and spread over seeds)", _configure_compare)
 def cmd_compare(args: argparse.Namespace) -> int:
     import csv
-    from .analysis import aggregate, group_runs, plot_compare, read_run
+    from srwm_rl.eval.analysis import aggregate, group_runs, plot_compare, read_run
     try:
         runs = [read_run(d, args.metric) for d in args.run_dirs]
     except (ValueError, OSError) as e:
