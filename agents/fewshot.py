@@ -17,50 +17,136 @@ Steps (``total_steps``, ``global_step``) count examples shown: one update = batc
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from srwm_rl.run.common import StopSignal, save, seed_everything
-from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint, rng_state, set_rng_state, space_to_dict
-from srwm_rl.run.config import TrainConfig, from_dict, resolve_device, to_dict
+from agents.algorithm import Algorithm, with_section
+from envs.fewshot.sources import DIGITS_MIN_PER_CLASS, DIGITS_NUM_CLASSES, SOURCES, make_source
+from envs.fewshot.tasks import TaskBatch, TaskSpec, sample_tasks, task_inputs, task_spaces
 from srwm_rl.eval.fewshot import evaluate_model, shot_accuracy, summarize
 from srwm_rl.nn.fewshot import FewshotModel
-from envs.fewshot.sources import make_source
-from envs.fewshot.tasks import TaskBatch, TaskSpec, sample_tasks, task_inputs, task_spaces
-from srwm_rl.run.runlog import RunLogger
+from srwm_rl.run.agent import config_from_checkpoint
+from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
+from srwm_rl.run.config import RunConfig
+from srwm_rl.run.harness import Run
 
 EVAL_SEED = 20_220_205          # fixed evaluation tasks, so successive evaluations are comparable
 
 
-def task_spec(cfg: TrainConfig) -> TaskSpec:
+@dataclass(frozen=True)
+class FewshotConfig:
+    """Sequential N-way K-shot classification (supervised meta-training); steps are examples shown."""
+
+    num_ways: int = 5
+    """N: classes per task, labelled 0..N-1 by a fresh random permutation per task (at most 10 with the digits)."""
+    num_shots: int = 1
+    """K: labelled examples of each class before the queries (>= 1)."""
+    num_queries: int = 1
+    """Query examples of each class after the K shots (>= 0); their labels are hidden unless query_labels."""
+    query_labels: bool = False
+    """Reveal query labels at the next step too (fully sequential protocol); false: every query is exactly K-shot."""
+    source: str = "glyphs"
+    """Class source for meta-training: glyphs (procedural, unlimited); the real 'digits' are held out for evaluation."""
+    distortion: float = 1.0
+    """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
+    distortion_warmup: float = 0.0
+    """Curriculum: fraction of training over which the distortion grows from 0 (held at 0 for its first half, then linear)."""
+    loss_on: str = "all"
+    """Cross-entropy on every prediction (all) or on the queries only (queries)."""
+    batch_size: int = 32
+    """Tasks (sequences) per update."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over total_steps."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping; 0 = none."""
+    encoder: str = "cnn"
+    """Image encoder: cnn (two conv layers) or mlp."""
+    encoder_features: int = 64
+    """Features of one encoded example (fed to the core beside the previous label)."""
+    pairing: str = "interleave"
+    """How x_{t-1} meets its label y_{t-1}: none (the core pairs them), shift ([x_t, x_{t-1}, y_{t-1}]), interleave (a write step, then a read step)."""
+    eval_every: int = 100
+    """Updates between held-out evaluations (best.pt follows the val glyph classes' query accuracy)."""
+    eval_tasks: int = 256
+    """Tasks per held-out evaluation and source."""
+    eval_sources: tuple[str, ...] = ("glyphs", "digits")
+    """Sources evaluated during training: glyphs (val classes) and/or digits (the real dataset)."""
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.num_ways < 2:
+            errs.append(f"fewshot.num_ways={self.num_ways}: must be >= 2")
+        if self.num_shots < 1:
+            errs.append(f"fewshot.num_shots={self.num_shots}: must be >= 1")
+        if self.num_queries < 0:
+            errs.append(f"fewshot.num_queries={self.num_queries}: must be >= 0")
+        if self.source == "digits":
+            errs.append("fewshot.source='digits': the real dataset is held out for evaluation only; "
+                        "allowed for training: 'glyphs'")
+        elif self.source not in SOURCES:
+            errs.append(f"fewshot.source={self.source!r}: unknown class source; allowed for training: 'glyphs'")
+        unknown = [s for s in self.eval_sources if s not in SOURCES]
+        if unknown:
+            errs.append(f"fewshot.eval_sources={list(self.eval_sources)}: unknown class source(s) {unknown}; "
+                        f"allowed: {list(SOURCES)}")
+        if "digits" in self.eval_sources and self.num_ways > DIGITS_NUM_CLASSES:
+            errs.append(f"fewshot.num_ways={self.num_ways}: larger than the {DIGITS_NUM_CLASSES} classes of "
+                        f"eval source 'digits'; allowed: 2..{DIGITS_NUM_CLASSES} (or drop digits from "
+                        f"fewshot.eval_sources)")
+        if "digits" in self.eval_sources and self.num_shots + self.num_queries > DIGITS_MIN_PER_CLASS:
+            errs.append(f"fewshot.num_shots + fewshot.num_queries = {self.num_shots + self.num_queries}: "
+                        f"the digits have only {DIGITS_MIN_PER_CLASS} examples of some class")
+        if self.loss_on not in ("all", "queries"):
+            errs.append(f"fewshot.loss_on={self.loss_on!r}: must be 'all' or 'queries'")
+        if self.loss_on == "queries" and self.num_queries < 1:
+            errs.append(f"fewshot.loss_on='queries' needs fewshot.num_queries >= 1 (got {self.num_queries})")
+        if not self.distortion >= 0:
+            errs.append(f"fewshot.distortion={self.distortion}: must be >= 0")
+        if not 0 <= self.distortion_warmup <= 1:
+            errs.append(f"fewshot.distortion_warmup={self.distortion_warmup}: must be in [0, 1]")
+        for name in ("batch_size", "encoder_features", "eval_tasks"):
+            if getattr(self, name) < 1:
+                errs.append(f"fewshot.{name}={getattr(self, name)}: must be >= 1")
+        if self.eval_every < 0:
+            errs.append(f"fewshot.eval_every={self.eval_every}: must be >= 0")
+        if not self.learning_rate > 0:
+            errs.append(f"fewshot.learning_rate={self.learning_rate}: must be > 0")
+        if self.max_grad_norm < 0:
+            errs.append(f"fewshot.max_grad_norm={self.max_grad_norm}: must be >= 0")
+        if self.encoder not in ("cnn", "mlp"):
+            errs.append(f"fewshot.encoder={self.encoder!r}: must be 'cnn' or 'mlp'")
+        if self.pairing not in ("none", "shift", "interleave"):
+            errs.append(f"fewshot.pairing={self.pairing!r}: must be 'none', 'shift' or 'interleave'")
+        return errs
+
+
+# What a few-shot run's checkpoint needs to be read without the other algorithms' sections.
+FewshotRunConfig = with_section("FewshotRunConfig", RunConfig, "fewshot", FewshotConfig)
+
+
+def task_spec(cfg) -> TaskSpec:
     f = cfg.fewshot
     return TaskSpec(f.num_ways, f.num_shots, f.num_queries, f.query_labels)
 
 
-def build_model(cfg: TrainConfig, device="cpu") -> FewshotModel:
-    return FewshotModel.from_config(cfg.fewshot, cfg.core).to(device)
+def build_model(cfg, device="cpu") -> FewshotModel:
+    f = cfg.fewshot
+    return FewshotModel(f.num_ways, cfg.core, f.encoder, f.encoder_features, f.pairing).to(device)
 
 
-def probe_model(cfg: TrainConfig) -> None:
-    """Build the model once (no data) so bad core options fail before the run directory is made."""
-    from srwm_rl.app.cli import UsageError
-    try:
-        build_model(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def load_fewshot(path: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, FewshotModel, dict]:
-    """Rebuild a few-shot model from a checkpoint file or run directory alone."""
+def load_fewshot(path: str | Path, device: str | torch.device = "cpu", config_cls: Optional[type] = None):
+    """(config, model, checkpoint) of a few-shot run, from a checkpoint file or run directory alone.
+    ``config_cls``: the config class to read (default: the run options and the few-shot section)."""
     ckpt = load_checkpoint(path, map_location=device)
     try:
-        cfg = from_dict(TrainConfig, ckpt["config"])
+        cfg = config_from_checkpoint(ckpt, config_cls or FewshotRunConfig)
         if cfg.algo != "fewshot":
             raise ValueError(f"it was trained with algo={cfg.algo!r}, not 'fewshot'")
         model = build_model(cfg, device)
@@ -90,7 +176,7 @@ def sequence_loss(model: FewshotModel, batch: TaskBatch, loss_on: str, device) -
     return loss, stats
 
 
-def held_out(model: FewshotModel, cfg: TrainConfig) -> dict[str, float]:
+def held_out(model: FewshotModel, cfg) -> dict[str, float]:
     """Accuracy on the val glyph classes and on the digits (fixed tasks), as flat metrics."""
     f, spec, out = cfg.fewshot, task_spec(cfg), {}
     for name in f.eval_sources:
@@ -109,83 +195,83 @@ def warmup_scale(update: int, warmup_updates: float) -> float:
     return min(1.0, max(0.0, 2.0 * update / warmup_updates - 1.0)) if warmup_updates > 0 else 1.0
 
 
-def selection_metric(cfg: TrainConfig) -> Optional[str]:
+def selection_metric(cfg) -> Optional[str]:
     """The held-out metric best.pt follows: val glyph query accuracy (accuracy without queries)."""
     if "glyphs" not in cfg.fewshot.eval_sources:
         return None
     return "val_glyphs/query_accuracy" if cfg.fewshot.num_queries else "val_glyphs/accuracy"
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Meta-train ``cfg`` into ``run_dir`` (continuing from the checkpoint dict ``resume`` if given)."""
-    f, device = cfg.fewshot, resolve_device(cfg.device)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
+def train(run: Run) -> dict[str, Any]:
+    """Meta-train in a prepared run (see the module docstring)."""
+    cfg, f, device = run.cfg, run.cfg.fewshot, run.device
     spec, source = task_spec(cfg), make_source(f.source, f.distortion)
+    obs_space, action_space = task_spaces(f.num_ways)
+    run.set_threads(obs_space)
     model = build_model(cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=f.learning_rate)
+    run.track(model, optimizer, obs_space, action_space)
     per_update = f.batch_size * spec.seq_len
     num_updates = math.ceil(cfg.total_steps / per_update)
-    start_update, global_step, best = 0, 0, -math.inf
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        set_rng_state(resume["rng"])
-        start_update, global_step = resume["update"], resume["global_step"]
-        best = resume.get("best_return", -math.inf)
-    obs_space, action_space = task_spaces(f.num_ways)
     select = selection_metric(cfg)
-    logger = RunLogger(run_dir, curve_key=select or "accuracy")
-    bar = tqdm(total=num_updates * per_update, initial=global_step, disable=not progress, unit="ex",
-               dynamic_ncols=True, smoothing=0.1)
+    run.start(total=num_updates * per_update, unit="ex", curve_key=select or "accuracy",
+              show={"loss": "loss", "acc": "accuracy"})
+    last: dict[str, float] = {}
+    while not run.done:
+        update = run.update
+        if f.anneal_lr:
+            optimizer.param_groups[0]["lr"] = f.learning_rate * (1.0 - update / num_updates)
+        if f.distortion_warmup:
+            source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
+        batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
+        loss, stats = sequence_loss(model, batch, f.loss_on, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), f.max_grad_norm or math.inf)
+        optimizer.step()
+        last = {**stats, "grad_norm": float(grad_norm), "learning_rate": optimizer.param_groups[0]["lr"]}
+        evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or update + 1 == num_updates
+        if evaluated:
+            last.update(held_out(model, cfg))
+        run.end_update(per_update, score=last.get(select) if evaluated and select else None, metrics=last,
+                       force_log=evaluated)
+    return run.finish(episode_return=last.get("episode_return", math.nan),
+                      accuracy=last.get("accuracy", math.nan), model=model,
+                      **{k: v for k, v in last.items() if "/" in k})
 
-    def payload(u: int) -> dict[str, Any]:
-        return {"config": to_dict(cfg), "obs_space": space_to_dict(obs_space),
-                "action_space": space_to_dict(action_space), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "normalizers": [], "global_step": global_step,
-                "update": u, "rng": rng_state(), "best_return": best}
 
-    interrupted, update, last = None, start_update, {}
-    t_start, steps_start = time.time(), global_step
-    with StopSignal() as stop:
-        for update in range(start_update, num_updates):
-            if stop:
-                interrupted = stop.received
-                break
-            if f.anneal_lr:
-                optimizer.param_groups[0]["lr"] = f.learning_rate * (1.0 - update / num_updates)
-            if f.distortion_warmup:
-                source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
-            batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
-            loss, stats = sequence_loss(model, batch, f.loss_on, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), f.max_grad_norm or math.inf)
-            optimizer.step()
-            global_step += per_update
-            bar.update(per_update)
-            metrics = {**stats, "grad_norm": float(grad_norm), "learning_rate": optimizer.param_groups[0]["lr"]}
-            done = update + 1 == num_updates
-            if (f.eval_every and (update + 1) % f.eval_every == 0) or done:
-                metrics.update(held_out(model, cfg))
-                if select is not None and metrics[select] > best:
-                    best = metrics[select]
-                    save(run_dir, "best", payload(update + 1))
-            if (update + 1) % cfg.log_every == 0 or done or len(metrics) > len(stats) + 2:
-                metrics["sps"] = (global_step - steps_start) / max(time.time() - t_start, 1e-9)
-                logger.log(global_step, metrics)
-                bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.3f}")
-            last = metrics
-            if (update + 1) % cfg.checkpoint_every == 0:
-                save(run_dir, "latest", payload(update + 1))
-    done_updates = update if interrupted is not None else num_updates
-    save(run_dir, "latest", payload(done_updates))
-    if select is None:                      # no held-out selection: best = latest
-        save(run_dir, "best", payload(done_updates))
-    bar.close()
-    logger.close()
-    return {"global_step": global_step, "episode_return": last.get("episode_return", float("nan")),
-            "accuracy": last.get("accuracy", float("nan")), "best_return": best, "interrupted": interrupted,
-            "model": model, **{k: v for k, v in last.items() if "/" in k}}
+# ---- held-out evaluation of a run ------------------------------------------------------------------
+
+def evaluate_run(run_dir: str | Path, sources: Sequence[str] = ("glyphs", "digits"), num_tasks: int = 500,
+                 seed: int = 0, checkpoint: str = "best", num_shots: Optional[int] = None,
+                 num_queries: Optional[int] = None, device: str = "cpu", split: str = "test") -> dict[str, Any]:
+    """Evaluate one few-shot run on held-out classes: glyphs -> the ``split`` class ids (test by default),
+    digits -> the real data (evaluated with split 'test' only)."""
+    path = Path(run_dir)
+    if path.is_dir():
+        best = path / "checkpoints" / f"{checkpoint}.pt"
+        path = best if best.exists() else path / "checkpoints" / "latest.pt"
+    cfg, model, ckpt = load_fewshot(path, device)
+    f = cfg.fewshot
+    spec = TaskSpec(f.num_ways, num_shots or f.num_shots, f.num_queries if num_queries is None else num_queries,
+                    f.query_labels)
+    result: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(path), "core": cfg.core.kind, "split": split,
+                              "global_step": int(ckpt.get("global_step", 0)), "num_ways": spec.num_ways,
+                              "num_shots": spec.num_shots, "num_queries": spec.num_queries, "sources": {}}
+    for name in sources:
+        if name == "digits" and split != "test":
+            continue
+        rec = evaluate_model(model, name, spec, split if name == "glyphs" else "test", num_tasks, seed,
+                             distortion=f.distortion)
+        result["sources"][name] = summarize(rec)
+    return result
+
+
+def _run_dir(cfg) -> str:
+    f = cfg.fewshot
+    return f"runs/fewshot-{f.num_ways}w{f.num_shots}s-{cfg.core.kind}-s{cfg.seed}"
+
+
+ALGORITHM = Algorithm(name="fewshot", summary="supervised few-shot meta-training (sequential N-way K-shot)",
+                      train=train, section="fewshot", config=FewshotConfig, probe=build_model, load=load_fewshot,
+                      evaluate=evaluate_run, run_dir=_run_dir)

@@ -25,22 +25,85 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from pathlib import Path
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-from tqdm import tqdm
 
-from srwm_rl.run.common import StopSignal, build_policy, checkpoint_payload, make_env, save, seed_everything
-from agents.impala_actor import ActorPool, SharedWeights, UnrollBuffers, actor_env_id, slots_per_actor
+import envs
+from agents.algorithm import Algorithm
+from agents.impala_actor import ActorPool, SharedWeights, UnrollBuffers, slots_per_actor
 from srwm_rl.ops import vtrace
-from srwm_rl.run.checkpoint import set_rng_state
-from srwm_rl.run.config import ImpalaConfig, TrainConfig, resolve_device
 from srwm_rl.ops.losses import entropy_bonus, policy_gradient_loss, value_loss
-from srwm_rl.run.runlog import RunLogger, recent_mean
+from srwm_rl.run.agent import build_policy, load_agent
+from srwm_rl.run.environment import make_env
+from srwm_rl.run.harness import Run
+from srwm_rl.run.rollout import EpisodeStats
+
+
+@dataclass(frozen=True)
+class ImpalaConfig:
+    """IMPALA / V-trace; the defaults are the SRWM paper's Procgen setting."""
+
+    num_actors: int = 48
+    """Actor processes; IMPALA runs num_actors x envs_per_actor environments (env.num_envs is not used)."""
+    envs_per_actor: int = 1
+    """Environments each actor steps together in one batch (with one CPU copy of the policy)."""
+    batch_size: int = 32
+    """Unrolls (one environment's sequence each) per learner update; a multiple of envs_per_actor."""
+    unroll_length: int = 50
+    """Steps T per unroll (the learner trains the core through all T steps, plus one bootstrap step)."""
+    learning_rate: float = 6e-4
+    """RMSprop learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over total_steps."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop smoothing constant."""
+    rmsprop_eps: float = 0.01
+    """RMSprop epsilon (the losses are summed over the batch, as the paper's code, so it is relative to sums)."""
+    rmsprop_momentum: float = 0.0
+    """RMSprop momentum."""
+    gamma: float = 0.99
+    """Discount factor."""
+    entropy_cost: float = 0.01
+    """Entropy bonus coefficient."""
+    baseline_cost: float = 0.5
+    """Value (baseline) loss coefficient."""
+    max_grad_norm: float = 40.0
+    """Gradient-norm clipping."""
+    clip_rho_threshold: float = 1.0
+    """V-trace rho-bar: clip importance weights in the value targets; 0 = no clipping."""
+    clip_pg_rho_threshold: float = 1.0
+    """V-trace clip of the importance weights in the policy-gradient advantages; 0 = no clipping."""
+    actor_threads: int = 1
+    """torch threads per actor process."""
+    max_nonfinite: int = 3
+    """Stop with an error after this many non-finite losses in a row (each one's update is skipped)."""
+    max_actor_failures: int = 3
+    """Stop with an error when an actor dies this many times in a row before delivering an unroll."""
+
+    def validate(self) -> list[str]:
+        errs = []
+        for name in ("num_actors", "envs_per_actor", "batch_size", "unroll_length", "actor_threads",
+                     "max_nonfinite", "max_actor_failures"):
+            if getattr(self, name) < 1:
+                errs.append(f"impala.{name}={getattr(self, name)}: must be >= 1")
+        if self.envs_per_actor >= 1 and self.batch_size % self.envs_per_actor:
+            errs.append(f"impala.batch_size={self.batch_size} is not a multiple of impala.envs_per_actor="
+                        f"{self.envs_per_actor} (the learner takes whole actor unrolls)")
+        if not self.learning_rate > 0:
+            errs.append(f"impala.learning_rate={self.learning_rate}: must be > 0")
+        if not 0 < self.gamma <= 1:
+            errs.append(f"impala.gamma={self.gamma}: must be in (0, 1]")
+        if not 0 <= self.rmsprop_alpha < 1:
+            errs.append(f"impala.rmsprop_alpha={self.rmsprop_alpha}: must be in [0, 1)")
+        for name in ("rmsprop_eps", "rmsprop_momentum", "entropy_cost", "baseline_cost", "max_grad_norm",
+                     "clip_rho_threshold", "clip_pg_rho_threshold"):
+            if getattr(self, name) < 0:
+                errs.append(f"impala.{name}={getattr(self, name)}: must be >= 0")
+        return errs
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,160 +135,105 @@ def impala_loss(policy, batch: dict[str, Any], ic: ImpalaConfig) -> tuple[torch.
     return loss, stats, tuple(x.detach() for x in state)
 
 
-def chunk_encoder(policy, chunk: int) -> None:
-    """Make ``policy.encoder`` process at most ``chunk`` observations at a time (same weights, same
-    state-dict keys). On CPU the IMPALA CNN's forward + backward over one learner batch (~1,600 images)
-    runs 2x faster in chunks of ~100-200, whose activations stay in cache."""
-    enc = policy.encoder
-    whole = enc.forward
-
-    def forward(x):
-        return whole(x) if x.shape[0] <= chunk else torch.cat([whole(c) for c in x.split(chunk)])
-
-    enc.forward = forward
-
-
 def start_method(device: torch.device) -> str:
     """fork is fast and safe for a CPU learner (actors run one thread each); a CUDA learner needs spawn."""
     return "fork" if device.type == "cpu" else "spawn"
 
 
-def observation_spaces(cfg: TrainConfig):
+def observation_spaces(cfg) -> tuple[Any, Any]:
     """(observation space, action space) of one actor's wrapped environment."""
     ic = cfg.impala
-    env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=ic.envs_per_actor,
-                   id=actor_env_id(cfg.env.id, 0, ic.envs_per_actor))
+    env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=ic.envs_per_actor, discount=ic.gamma,
+                   id=envs.family_of(cfg.env.id).shard(cfg.env.id, 0, ic.envs_per_actor))
     try:
         return env.observation_space, env.action_space
     finally:
         env.close()
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg`` with IMPALA into ``run_dir`` (continuing from the checkpoint dict ``resume``)."""
-    ic, device = cfg.impala, resolve_device(cfg.device)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
+def train(run: Run) -> dict[str, Any]:
+    """IMPALA in a prepared run (see the module docstring)."""
+    cfg, ic, device = run.cfg, run.cfg.impala, run.device
     obs_space, action_space = observation_spaces(cfg)
+    run.set_threads(obs_space)
     policy = build_policy(cfg, obs_space, action_space, device)
-    if ic.learner_chunk and device.type == "cpu":
-        chunk_encoder(policy, ic.learner_chunk)
     optimizer = torch.optim.RMSprop(policy.parameters(), lr=ic.learning_rate, alpha=ic.rmsprop_alpha,
                                     eps=ic.rmsprop_eps, momentum=ic.rmsprop_momentum)
-    update, global_step, best = 0, 0, -math.inf
-    if resume is not None:
-        policy.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        set_rng_state(resume["rng"])
-        update, global_step = resume["update"], resume["global_step"]
-        best = resume.get("best_return", -math.inf)
-
     T, E = ic.unroll_length, ic.envs_per_actor
     batch_slots, steps_per_batch = ic.batch_size // E, T * ic.batch_size
     ctx = mp.get_context(start_method(device))
     k = slots_per_actor(ic.num_actors, batch_slots)
     buffers = UnrollBuffers(ic.num_actors * k, T, E, obs_space, action_space,
                             policy.initial_state(E, torch.device("cpu")))
-    weights = SharedWeights(policy, ctx)
-    pool = ActorPool(cfg, buffers, weights, ctx, k, start_update=update,
-                     normalizers=resume.get("normalizers") if resume is not None else None)
-
-    def payload(u: int) -> dict[str, Any]:
-        return checkpoint_payload(cfg, policy, optimizer, None, global_step, u, best_return=best,
-                                  normalizers=pool.normalizers)
-
-    ep_returns, ep_lengths = deque(maxlen=100), deque(maxlen=100)
-    pending: deque = deque()
-    logger, bar = None, None
-    interrupted, nonfinite_in_row, nonfinite_total = None, 0, 0
+    run.track(policy, optimizer, obs_space, action_space, normalizers=lambda: pool.normalizers)
+    pool = ActorPool(cfg, buffers, SharedWeights(policy, ctx), ctx, k, start_update=run.update,
+                     normalizers=run.resumed_normalizers)
+    episodes = EpisodeStats(ic.num_actors * E)
+    nonfinite_in_row, nonfinite_total = 0, 0
     window = {"lag": [], "wait": 0.0, "busy": 0.0}
     try:
-        with StopSignal() as stop:
-            pool.start()                                  # fork before the logger starts its threads
-            logger = RunLogger(run_dir)
-            bar = tqdm(total=cfg.total_steps, initial=global_step, disable=not progress, unit="step",
-                       dynamic_ncols=True, smoothing=0.1)
-            t_start, steps_start = time.time(), global_step
-            while global_step < cfg.total_steps:
-                # ---- 1-2. gather a batch of unrolls ---------------------------------------------
-                t0 = time.time()
-                while len(pending) < batch_slots and not stop:
-                    for item in pool.collect(timeout=0.5):
-                        pending.append(item)
-                        ep_returns.extend(item[3])
-                        ep_lengths.extend(item[4])
-                if stop:
-                    interrupted = stop.received
-                    break
-                items = [pending.popleft() for _ in range(batch_slots)]
-                batch = buffers.batch([it[1] for it in items], device)
-                for it in items:
-                    pool.release(it[1])
-                window["lag"] += [weights.version - it[2] for it in items]
-                t1 = time.time()
-                window["wait"] += t1 - t0
-                # ---- 3-4. learn ---------------------------------------------------------------------
-                lr = ic.learning_rate * max(0.0, 1.0 - global_step / cfg.total_steps) if ic.anneal_lr \
-                    else ic.learning_rate
-                optimizer.param_groups[0]["lr"] = lr
-                loss, stats, state = impala_loss(policy, batch, ic)
+        pool.start()                                  # fork before the logger starts its threads
+        run.start(total=cfg.total_steps, show={"ret": "episode_return", "lag": "policy_lag"})
+        while not run.done:
+            # ---- 1-2. gather a batch of unrolls -------------------------------------------------
+            t0 = time.time()
+            items = pool.gather(batch_slots, run.stop, episodes.add)
+            if items is None:
+                break
+            batch = buffers.batch([it[1] for it in items], device)
+            for it in items:
+                pool.release(it[1])
+            window["lag"] += [pool.weights.version - it[2] for it in items]
+            t1 = time.time()
+            window["wait"] += t1 - t0
+            # ---- 3-4. learn -------------------------------------------------------------------------
+            lr = ic.learning_rate * max(0.0, 1.0 - run.global_step / cfg.total_steps) if ic.anneal_lr \
+                else ic.learning_rate
+            optimizer.param_groups[0]["lr"] = lr
+            loss, stats, state = impala_loss(policy, batch, ic)
+            optimizer.zero_grad(set_to_none=True)
+            grad_norm = torch.tensor(math.nan)
+            if torch.isfinite(loss):
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), ic.max_grad_norm)
+            if not torch.isfinite(grad_norm):            # skip the update, keep the weights
                 optimizer.zero_grad(set_to_none=True)
-                grad_norm = torch.tensor(math.nan)
-                if torch.isfinite(loss):
-                    loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), ic.max_grad_norm)
-                global_step += steps_per_batch
-                bar.update(steps_per_batch)
-                if not torch.isfinite(grad_norm):            # skip the update, keep the weights
-                    optimizer.zero_grad(set_to_none=True)
-                    nonfinite_in_row, nonfinite_total = nonfinite_in_row + 1, nonfinite_total + 1
-                    logger.log(global_step, {"nonfinite_skipped": nonfinite_total, "loss/total": float(loss.detach())})
-                    if nonfinite_in_row >= ic.max_nonfinite:
-                        raise NonFiniteLossError(_nonfinite_message(run_dir, nonfinite_in_row, global_step,
-                                                                    lambda: payload(update)))
-                    continue
-                nonfinite_in_row = 0
-                optimizer.step()
-                update += 1
-                weights.publish(policy)
-                window["busy"] += time.time() - t1
-                # ---- logging and checkpoints ------------------------------------------------------
-                mean_ret = recent_mean(list(ep_returns))
-                if len(ep_returns) >= min(10, ic.num_actors * E) and mean_ret > best:
-                    best = mean_ret
-                    save(run_dir, "best", payload(update))
-                if update % cfg.log_every == 0 or global_step >= cfg.total_steps:
-                    sps = (global_step - steps_start) / max(time.time() - t_start, 1e-9)
-                    lag = window["lag"]
-                    metrics = {"episode_return": mean_ret, "episode_length": recent_mean(list(ep_lengths)),
-                               "learning_rate": lr, "sps": sps, "grad_norm": float(grad_norm), **stats,
-                               "policy_lag": float(np.mean(lag)), "policy_lag_max": float(np.max(lag)),
-                               "learner_wait_frac": window["wait"] / max(window["wait"] + window["busy"], 1e-9),
-                               "actor_restarts": pool.restarts, "nonfinite_skipped": nonfinite_total}
-                    metrics.update({k: float(v.mean()) for k, v in policy.core.introspect(state).items()})
-                    logger.log(global_step, metrics)
-                    bar.set_postfix(sps=f"{sps:.0f}", ret=f"{mean_ret:.2f}", lag=f"{np.mean(lag):.1f}")
-                    window = {"lag": [], "wait": 0.0, "busy": 0.0}
-                if update % cfg.checkpoint_every == 0:
-                    save(run_dir, "latest", payload(update))
-        save(run_dir, "latest", payload(update))
+                nonfinite_in_row, nonfinite_total = nonfinite_in_row + 1, nonfinite_total + 1
+                run.skip_update(steps_per_batch, {"nonfinite_skipped": nonfinite_total,
+                                                  "loss/total": float(loss.detach())})
+                if nonfinite_in_row >= ic.max_nonfinite:
+                    raise NonFiniteLossError(_nonfinite_message(run, nonfinite_in_row))
+                continue
+            nonfinite_in_row = 0
+            optimizer.step()
+            pool.weights.publish(policy)
+            window["busy"] += time.time() - t1
+
+            def metrics() -> dict[str, float]:
+                lag = window["lag"]
+                out = {"episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
+                       "learning_rate": lr, "grad_norm": float(grad_norm), **stats,
+                       "policy_lag": float(np.mean(lag)), "policy_lag_max": float(np.max(lag)),
+                       "learner_wait_frac": window["wait"] / max(window["wait"] + window["busy"], 1e-9),
+                       "actor_restarts": pool.restarts, "nonfinite_skipped": nonfinite_total,
+                       **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}}
+                window.update(lag=[], wait=0.0, busy=0.0)
+                return out
+            run.end_update(steps_per_batch, score=episodes.score, metrics=metrics)
+        return run.finish(episode_return=episodes.mean_return, policy=policy, actor_restarts=pool.restarts)
     finally:
         pool.close()
-        if bar is not None:
-            bar.close()
-        if logger is not None:
-            logger.close()
-    return {"global_step": global_step, "episode_return": recent_mean(list(ep_returns)), "best_return": best,
-            "interrupted": interrupted, "policy": policy, "actor_restarts": pool.restarts}
 
 
-def _nonfinite_message(run_dir: Path, n: int, step: int, payload) -> str:
+def _nonfinite_message(run: Run, n: int) -> str:
     """Keep the last good checkpoint (write the current, still finite, weights only if there is none)."""
-    path = Path(run_dir) / "checkpoints" / "latest.pt"
+    path = run.run_dir / "checkpoints" / "latest.pt"
     if not path.exists():
-        save(run_dir, "latest", payload())
-    return (f"IMPALA stopped: the loss or its gradient was non-finite in {n} updates in a row (at step {step}; "
-            f"each was skipped). The last good checkpoint is {path}. Try a lower --impala.learning_rate, "
-            f"--env.clip_reward 1, or a smaller --impala.max_grad_norm.")
+        run.checkpoint("latest")
+    return (f"IMPALA stopped: the loss or its gradient was non-finite in {n} updates in a row (at step "
+            f"{run.global_step}; each was skipped). The last good checkpoint is {path}. Try a lower "
+            f"--impala.learning_rate, --env.clip_reward 1, or a smaller --impala.max_grad_norm.")
+
+
+ALGORITHM = Algorithm(name="impala", summary="IMPALA / V-trace with asynchronous actor processes", train=train,
+                      section="impala", config=ImpalaConfig, load=load_agent)

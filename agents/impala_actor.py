@@ -22,35 +22,22 @@ import os
 import signal
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import wait
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+from optree import tree_map
 
-from srwm_rl.run.common import build_policy, load_normalizer_state, make_env, normalizer_state
+import envs
 from envs.api import empty_obs
-from srwm_rl.run.config import TrainConfig
+from srwm_rl.nn.cores import State
 from srwm_rl.nn.policy import ActorCritic
-
-State = tuple[torch.Tensor, ...]
-
-
-def _map(obs, fn):
-    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
-
-
-def actor_env_id(env_id: str, actor: int, envs_per_actor: int) -> str:
-    """The env id actor ``actor`` runs. A multi-game Procgen id with fewer envs per actor than games
-    is dealt out round-robin over all environments (global env j plays game j mod G), so every game
-    gets its share even with one env per actor (the paper's 48 x 1)."""
-    if not env_id.startswith("procgen:") or "+" not in env_id:
-        return env_id
-    games = env_id.split(":", 1)[1].split("+")
-    if envs_per_actor >= len(games):
-        return env_id
-    mine = [games[(actor * envs_per_actor + e) % len(games)] for e in range(envs_per_actor)]
-    return "procgen:" + "+".join(mine)
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
+from srwm_rl.run.harness import StopSignal
+from srwm_rl.run.rollout import bootstrap_truncated
 
 
 class UnrollBuffers:
@@ -61,7 +48,7 @@ class UnrollBuffers:
             return torch.zeros(shape, dtype=dtype).share_memory_()
 
         obs = empty_obs(obs_space, E)
-        self.obs = _map(obs, lambda v: alloc((slots, T + 1, *v.shape), torch.from_numpy(v).dtype))
+        self.obs = tree_map(lambda v: alloc((slots, T + 1, *v.shape), torch.from_numpy(v).dtype), obs)
         self.first = alloc((slots, T + 1, E), torch.bool)
         discrete = action_space.shape == ()
         self.action = alloc((slots, T, E, *action_space.shape), torch.int64 if discrete else torch.float32)
@@ -76,7 +63,7 @@ class UnrollBuffers:
         def cat(buf):
             return torch.cat([buf[s] for s in slots], dim=1).to(device, non_blocking=True)
 
-        return {"obs": _map(self.obs, cat), "first": cat(self.first), "action": cat(self.action),
+        return {"obs": tree_map(cat, self.obs), "first": cat(self.first), "action": cat(self.action),
                 "logp": cat(self.logp), "reward": cat(self.reward), "done": cat(self.done),
                 "state": tuple(torch.cat([s[i] for i in slots], 0).to(device) for s in self.state)}
 
@@ -134,27 +121,17 @@ class Actor:
         for s_buf, s in zip(buf.state, self.state):
             s_buf[slot].copy_(s)
         for t in range(T + 1):
-            if isinstance(self.obs, dict):
-                for k, v in self.obs.items():
-                    buf.obs[k][slot, t].copy_(torch.from_numpy(np.asarray(v)))
-            else:
-                buf.obs[slot, t].copy_(torch.from_numpy(np.asarray(self.obs)))
+            tree_map(lambda b, v: b[slot, t].copy_(torch.from_numpy(np.asarray(v))), buf.obs, self.obs)
             buf.first[slot, t].copy_(torch.from_numpy(self.first))
             if t == T:
                 break
-            obs_t = _map(buf.obs, lambda v: v[slot, t].unsqueeze(0))
-            dist, _, self.state = self.policy(obs_t, self.state, buf.first[slot, t].unsqueeze(0))
+            dist, _, self.state = self.policy.step(tree_map(lambda b: b[slot, t], buf.obs), self.state,
+                                                   buf.first[slot, t])
             action = dist.sample()
-            buf.action[slot, t].copy_(action[0].reshape(buf.action[slot, t].shape))
-            buf.logp[slot, t].copy_(dist.log_prob(action)[0])
-            self.obs, reward, term, trunc, info = self.env.step(action[0].numpy())
-            reward = np.asarray(reward, np.float32).copy()
-            if trunc.any():  # a cut-off episode is bootstrapped from its last observation's value
-                idx = np.flatnonzero(trunc)
-                fin = _map(info["final_obs"], lambda v: torch.as_tensor(np.asarray(v)[idx]).unsqueeze(0))
-                _, v_fin, _ = self.policy(fin, tuple(s[idx] for s in self.state),
-                                          torch.zeros(1, len(idx), dtype=torch.bool))
-                reward[idx] += self.gamma * v_fin[0].numpy()
+            buf.action[slot, t].copy_(action.reshape(buf.action[slot, t].shape))
+            buf.logp[slot, t].copy_(dist.log_prob(action))
+            self.obs, reward, term, trunc, info = self.env.step(action.numpy())
+            reward = bootstrap_truncated(self.policy, reward, trunc, info, self.state, self.gamma)
             buf.reward[slot, t].copy_(torch.from_numpy(reward))
             buf.done[slot, t].copy_(torch.from_numpy(np.asarray(term | trunc)))
             self.first = self.env.first
@@ -175,11 +152,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def actor_seed(cfg: TrainConfig, actor: int, incarnation: int, start_update: int) -> int:
+def actor_seed(cfg, actor: int, incarnation: int, start_update: int) -> int:
     return int(np.random.SeedSequence([cfg.seed, actor, incarnation, start_update]).generate_state(1)[0])
 
 
-def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, weights: SharedWeights,
+def actor_main(cfg, actor: int, seed: int, buffers: UnrollBuffers, weights: SharedWeights,
                conn, stop, parent_pid: int, normalizers: Optional[list] = None) -> None:
     """Process entry: build env and policy, then fill whichever slot the learner hands over.
     ``normalizers``: observation / reward normaliser states to start from (resume, replacement)."""
@@ -192,8 +169,8 @@ def actor_main(cfg: TrainConfig, actor: int, seed: int, buffers: UnrollBuffers, 
     env = None
     try:
         ic = cfg.impala
-        env = make_env(cfg.env, cfg.policy, seed, num_envs=ic.envs_per_actor,
-                       id=actor_env_id(cfg.env.id, actor, ic.envs_per_actor))
+        env = make_env(cfg.env, cfg.policy, seed, num_envs=ic.envs_per_actor, discount=ic.gamma,
+                       id=envs.family_of(cfg.env.id).shard(cfg.env.id, actor, ic.envs_per_actor))
         policy = build_policy(cfg, env.observation_space, env.action_space, "cpu").eval()
         for p in policy.parameters():
             p.requires_grad_(False)
@@ -235,7 +212,7 @@ class ActorFailure(RuntimeError):
 class ActorPool:
     """Starts, watches, replaces and stops the actor processes; routes slots between them and the learner."""
 
-    def __init__(self, cfg: TrainConfig, buffers: UnrollBuffers, weights: SharedWeights, ctx,
+    def __init__(self, cfg, buffers: UnrollBuffers, weights: SharedWeights, ctx,
                  slots_per_actor: int, start_update: int = 0, normalizers: Optional[list] = None):
         self.cfg, self.buffers, self.weights, self.ctx = cfg, buffers, weights, ctx
         self.n, self.k, self.start_update = cfg.impala.num_actors, slots_per_actor, start_update
@@ -248,6 +225,7 @@ class ActorPool:
         self.errors: dict[int, str] = {}
         self.restarts = 0
         self.normalizers = normalizers or []   # the latest normaliser states an actor reported
+        self.pending: deque = deque()          # delivered unrolls the learner has not taken yet
 
     def owner(self, slot: int) -> int:
         return slot // self.k
@@ -292,6 +270,18 @@ class ActorPool:
             if not self.procs[i].is_alive() and not self.stop.is_set():
                 self._replace(i)
         return got
+
+    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
+        """The next ``n`` delivered unrolls (oldest first) as (actor, slot, version, returns, lengths),
+        waiting as long as it takes; ``on_episodes(returns, lengths)`` sees every delivery's finished
+        episodes. None when ``stop`` is set first."""
+        while len(self.pending) < n and not stop:
+            for item in self.collect(timeout=0.5):
+                self.pending.append(item)
+                on_episodes(item[3], item[4])
+        if stop:
+            return None
+        return [self.pending.popleft() for _ in range(n)]
 
     def _replace(self, i: int) -> None:
         p = self.procs[i]

@@ -12,85 +12,115 @@ One update, top to bottom:
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
-from pathlib import Path
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from optree import tree_map
 
-from srwm_rl.run.common import (StopSignal, build_policy, checkpoint_payload, configure_threads, load_normalizer_state, make_env,
-                           normalizer_state, save, seed_everything)
-from srwm_rl.run.checkpoint import set_rng_state
-from srwm_rl.run.config import TrainConfig, resolve_device
-from srwm_rl.ops.losses import entropy_bonus, ppo_clip_loss, value_loss
+from agents.algorithm import Algorithm
+from srwm_rl.nn.cores import select_state
 from srwm_rl.nn.policy import obs_to_torch
+from srwm_rl.ops.losses import entropy_bonus, ppo_clip_loss, value_loss
 from srwm_rl.ops.returns import gae
-from srwm_rl.run.runlog import RunLogger, recent_mean
+from srwm_rl.run.agent import build_policy, load_agent
+from srwm_rl.run.environment import make_env, normalizer_state
+from srwm_rl.run.harness import Run, StopSignal
+from srwm_rl.run.rollout import EpisodeStats, bootstrap_truncated
 
 
-def _map(obs, fn):
-    """Apply ``fn`` to an observation tensor or to each tensor of a dict observation."""
-    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+@dataclass(frozen=True)
+class PPOConfig:
+    """Recurrent PPO hyper-parameters."""
 
+    num_steps: int = 128
+    """Rollout length T per environment between updates (the unroll the core is trained on)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; each holds whole sequences of num_envs / num_minibatches environments."""
+    update_epochs: int = 4
+    """Passes over each rollout."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    clip_coef: float = 0.2
+    """PPO ratio clipping."""
+    clip_vloss: bool = False
+    """Clip the value loss around the rollout's values (PPO2 style)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clipping."""
+    target_kl: float = 0.0
+    """Stop the epochs of an update early when the approximate KL exceeds this; 0 = never."""
 
-def _select(state, idx):
-    return tuple(s[idx] for s in state)
+    def validate(self) -> list[str]:
+        errs = []
+        for name in ("num_steps", "num_minibatches", "update_epochs"):
+            if getattr(self, name) < 1:
+                errs.append(f"ppo.{name}={getattr(self, name)}: must be >= 1")
+        if not self.learning_rate > 0:
+            errs.append(f"ppo.learning_rate={self.learning_rate}: must be > 0")
+        if not 0 < self.gamma <= 1:
+            errs.append(f"ppo.gamma={self.gamma}: must be in (0, 1]")
+        if not 0 <= self.gae_lambda <= 1:
+            errs.append(f"ppo.gae_lambda={self.gae_lambda}: must be in [0, 1]")
+        for name in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
+            if getattr(self, name) < 0:
+                errs.append(f"ppo.{name}={getattr(self, name)}: must be >= 0")
+        return errs
 
 
 class Rollout:
     """Time-major storage for one rollout of T steps from N environments, on the learner's device."""
 
     def __init__(self, T: int, N: int, obs_example, action_shape, device):
-        self.obs = _map(obs_example, lambda v: torch.zeros((T, *v.shape), dtype=v.dtype, device=device))
+        self.obs = tree_map(lambda v: torch.zeros((T, *v.shape), dtype=v.dtype, device=device), obs_example)
         self.first = torch.zeros(T, N, dtype=torch.bool, device=device)
         self.actions = torch.zeros((T, N, *action_shape), device=device)
         self.logp, self.values, self.rewards = (torch.zeros(T, N, device=device) for _ in range(3))
         self.dones = torch.zeros(T, N, dtype=torch.bool, device=device)
 
     def put_obs(self, t: int, obs) -> None:
-        if isinstance(obs, dict):
-            for k, v in obs.items():
-                self.obs[k][t] = v
-        else:
-            self.obs[t] = obs
+        tree_map(lambda buf, v: buf[t].copy_(v), self.obs, obs)
 
 
 @torch.no_grad()
-def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=None, stop=None):
+def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=None,
+            stop: Optional[StopSignal] = None):
     """Fill ``buf`` with T steps from ``env`` starting at (obs, first, state); returns the carry
     (obs, first, state) for the next rollout and the value of its first observation [N].
 
     A truncated episode's last reward gets ``gamma * V(final obs)``, the value computed from the
-    memory before the reset. Stops early (buffer partly filled) when ``stop`` becomes true.
+    memory before the reset. Stops early (buffer partly filled, value None) when ``stop`` is set.
     """
     T, device = buf.first.shape[0], buf.first.device
     for t in range(T):
         buf.put_obs(t, obs)
         buf.first[t] = first
-        dist, value, state = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
-        action = dist.sample()[0]
+        dist, value, state = policy.step(obs, state, first)
+        action = dist.sample()
         buf.actions[t] = action.reshape(buf.actions[t].shape)
-        buf.logp[t], buf.values[t] = dist.log_prob(action.unsqueeze(0))[0], value[0]
+        buf.logp[t], buf.values[t] = dist.log_prob(action), value
         obs_np, reward, term, trunc, info = env.step(action.cpu().numpy())
-        reward = torch.as_tensor(reward, device=device, dtype=torch.float32)
-        if trunc.any():
-            idx = np.flatnonzero(trunc)
-            fin = obs_to_torch(_map(info["final_obs"], lambda v: v[idx]), device)
-            _, v_fin, _ = policy(_map(fin, lambda v: v.unsqueeze(0)), _select(state, idx),
-                                 torch.zeros(1, len(idx), dtype=torch.bool, device=device))
-            reward[idx] += gamma * v_fin[0]
-        buf.rewards[t] = reward
+        buf.rewards[t] = torch.as_tensor(bootstrap_truncated(policy, reward, trunc, info, state, gamma), device=device)
         buf.dones[t] = torch.as_tensor(term | trunc, device=device)
         obs, first = obs_to_torch(obs_np, device), torch.as_tensor(env.first, device=device)
         if on_info is not None:
             on_info(info)
         if stop:
             return obs, first, state, None
-    _, next_value, _ = policy(_map(obs, lambda v: v.unsqueeze(0)), state, first.unsqueeze(0))
-    return obs, first, state, next_value[0]
+    _, next_value, _ = policy.step(obs, state, first)
+    return obs, first, state, next_value
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -98,106 +128,55 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: Optional[dict[str, Any]] = None,
-          progress: bool = True, callback: Optional[Callable[[int, Any, Any], bool]] = None) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir`` (continuing from the checkpoint dict ``resume`` if given).
-
-    ``callback(global_step, policy, env)`` runs after every update; returning True ends training
-    (the learning benchmarks use it to stop at a target evaluation return).
-    """
-    p, device = cfg.ppo, resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    env = make_env(cfg.env, cfg.policy, cfg.seed)
-    configure_threads(cfg, env.observation_space, device)
+def train(run: Run) -> dict[str, Any]:
+    """Recurrent PPO in a prepared run (see the module docstring)."""
+    cfg, p, device = run.cfg, run.cfg.ppo, run.device
+    env = make_env(cfg.env, cfg.policy, cfg.seed, discount=p.gamma)
+    run.set_threads(env.observation_space)
     policy = build_policy(cfg, env.observation_space, env.action_space, device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
+    run.track(policy, optimizer, env.observation_space, env.action_space, env=env)
     T, N = p.num_steps, env.num_envs
     num_updates = math.ceil(cfg.total_steps / (T * N))
-    start_update, global_step, best = 0, 0, -math.inf
-    if resume is not None:
-        policy.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        load_normalizer_state(env, resume["normalizers"])
-        set_rng_state(resume["rng"])
-        start_update, global_step = resume["update"], resume["global_step"]
-        best = resume.get("best_return", -math.inf)
-
-    logger = RunLogger(run_dir)
-    obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * start_update), device)
+    obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * run.update), device)
     first = torch.as_tensor(env.first, device=device)
     state = policy.initial_state(N, device)
     buf = Rollout(T, N, obs, env.action_space.shape, device)
-    ep_returns, ep_lengths = deque(maxlen=100), deque(maxlen=100)
-
-    def episodes(info) -> None:
-        done = info["episode_done"]
-        if done.any():
-            ep_returns.extend(info["episode_return"][done].tolist())
-            ep_lengths.extend(info["episode_length"][done].tolist())
-
-    bar = tqdm(total=num_updates * T * N, initial=global_step, disable=not progress, unit="step",
-               dynamic_ncols=True, smoothing=0.1)
-    interrupted, completed = None, start_update
-    t_start, steps_start = time.time(), global_step
-
-    def payload(u: int) -> dict[str, Any]:
-        return checkpoint_payload(cfg, policy, optimizer, env, global_step, u, best_return=best)
-
-    with StopSignal() as stop:
-        for update in range(start_update, num_updates):
+    episodes = EpisodeStats(N)
+    run.start(total=num_updates * T * N)
+    try:
+        while not run.done:
             if p.anneal_lr:
-                optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - update / num_updates)
+                optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - run.update / num_updates)
             state0 = state
             # ---- 1. rollout -----------------------------------------------------------------
-            obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma, episodes, stop)
-            if stop:
-                interrupted = stop.received
+            obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma,
+                                                    episodes.add_info, run.stop)
+            if next_value is None:
                 break
             state = tuple(s.detach() for s in state)
             # ---- 2. advantages -------------------------------------------------------------------
             adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value, p.gamma, p.gae_lambda)
             # ---- 3-4. optimise on whole sequences, minibatches split by environment ---------------
-            stats = _optimise(policy, optimizer, buf, state0, adv, ret, cfg)
-            global_step += T * N
-            bar.update(T * N)
-            # ---- logging and checkpoints --------------------------------------------------------
-            mean_ret = recent_mean(list(ep_returns))
-            if len(ep_returns) >= min(10, N) and mean_ret > best:
-                best = mean_ret
-                save(run_dir, "best", payload(update + 1))
-            if (update + 1) % cfg.log_every == 0 or update + 1 == num_updates:
-                sps = (global_step - steps_start) / max(time.time() - t_start, 1e-9)
-                metrics = {"episode_return": mean_ret, "episode_length": recent_mean(list(ep_lengths)),
-                           "learning_rate": optimizer.param_groups[0]["lr"], "sps": sps,
-                           "explained_variance": explained_variance(buf.values.flatten(), ret.flatten()), **stats}
-                metrics.update({k: float(v.mean()) for k, v in policy.core.introspect(state).items()})
-                logger.log(global_step, metrics)
-                bar.set_postfix(sps=f"{sps:.0f}", ret=f"{mean_ret:.2f}")
-            if (update + 1) % cfg.checkpoint_every == 0:
-                save(run_dir, "latest", payload(update + 1))
-            completed = update + 1
-            if cfg.time_limit and time.time() - t_start > cfg.time_limit:
-                break
-            if callback is not None and callback(global_step, policy, env):
-                break
-    save(run_dir, "latest", payload(completed))
-    bar.close()
-    logger.close()
-    env.close()
-    return {"global_step": global_step, "episode_return": recent_mean(list(ep_returns)),
-            "best_return": best, "interrupted": interrupted, "policy": policy,
-            "normalizers": normalizer_state(env)}
+            stats = optimise(policy, optimizer, buf, state0, adv, ret, p)
+            run.end_update(T * N, score=episodes.score, metrics=lambda: {
+                "episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                "explained_variance": explained_variance(buf.values.flatten(), ret.flatten()), **stats,
+                **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}})
+        return run.finish(episode_return=episodes.mean_return, policy=policy, normalizers=normalizer_state(env))
+    finally:
+        env.close()
 
 
-def _optimise(policy, optimizer, buf: Rollout, state0, adv, ret, cfg: TrainConfig) -> dict[str, float]:
-    p = cfg.ppo
+def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) -> dict[str, float]:
+    """Steps 3-4: ``update_epochs`` passes of minibatches of whole environments' sequences."""
     N = buf.first.shape[1]
     sums: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
                                                     "clip_frac", "grad_norm")}
     for _ in range(p.update_epochs):
         for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
-            obs = _map(buf.obs, lambda v: v[:, mb])
-            dist, value, _ = policy(obs, _select(state0, mb), buf.first[:, mb])
+            dist, value, _ = policy(tree_map(lambda v: v[:, mb], buf.obs), select_state(state0, mb), buf.first[:, mb])
             a = buf.actions[:, mb]
             logp = dist.log_prob(a.long() if policy.n_actions is not None else a)
             mb_adv = adv[:, mb]
@@ -216,3 +195,14 @@ def _optimise(policy, optimizer, buf: Rollout, state0, adv, ret, cfg: TrainConfi
         if p.target_kl and np.mean(sums["approx_kl"][-p.num_minibatches:]) > p.target_kl:
             break
     return {k: float(np.mean(v)) for k, v in sums.items()}
+
+
+def _validate(cfg) -> list[str]:
+    if cfg.env.num_envs % cfg.ppo.num_minibatches:
+        return [f"env.num_envs={cfg.env.num_envs} is not divisible by ppo.num_minibatches="
+                f"{cfg.ppo.num_minibatches} (minibatches hold whole environments' sequences)"]
+    return []
+
+
+ALGORITHM = Algorithm(name="ppo", summary="recurrent PPO", train=train, section="ppo", config=PPOConfig,
+                      validate=_validate, load=load_agent)

@@ -24,12 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srwm_rl.run.common import build_policy, make_env  # noqa: E402
 from agents.ppo import Rollout, collect  # noqa: E402
-from srwm_rl.run.config import EnvConfig, TrainConfig  # noqa: E402
-from srwm_rl.eval.evaluate import run_episodes  # noqa: E402
-from srwm_rl.nn.policy import PolicyConfig, obs_to_torch  # noqa: E402
+from agents.registry import TrainConfig  # noqa: E402
+from srwm_rl.eval.rollout import run_episodes  # noqa: E402
 from srwm_rl.eval.video import RolloutRecorder, VideoWriter, enable_frames  # noqa: E402
+from srwm_rl.nn.policy import PolicyConfig, obs_to_torch  # noqa: E402
+from srwm_rl.run.agent import build_policy  # noqa: E402
+from srwm_rl.run.config import EnvConfig  # noqa: E402
+from srwm_rl.run.environment import make_env  # noqa: E402
 
 SETUPS = {
     # the paper's Procgen network (IMPALA CNN, 2 x SRWM 128 wide, 8 heads), 16 envs

@@ -22,10 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.fewshot import build_model, train  # noqa: E402
-from srwm_rl.run.config import FewshotConfig, TrainConfig, to_dict  # noqa: E402
+from agents.fewshot import FewshotConfig, build_model, evaluate_run  # noqa: E402
+from agents.registry import TrainConfig, train  # noqa: E402
+from srwm_rl.eval.fewshot import plot_comparison, shot_accuracy  # noqa: E402
 from srwm_rl.nn.cores import CoreConfig  # noqa: E402
-from srwm_rl.eval.fewshot import evaluate_run, plot_comparison, shot_accuracy  # noqa: E402
+from srwm_rl.run.config import to_dict  # noqa: E402
 from srwm_rl.run.runlog import prepare_run_dir, write_json  # noqa: E402
 
 CORES = ("srwm", "lstm", "delta", "fake_sr", "none")

@@ -1,4 +1,4 @@
-"""IMPALA-SRWM learning benchmarks (issue 5): CartPole without velocity, and the Bernoulli bandit vs random.
+"""IMPALA-SRWM learning benchmarks: CartPole without velocity, and the Bernoulli bandit vs random.
 
     .venv/bin/python benchmarks/impala_learning.py --task cartpole --seeds 1 2 3
     .venv/bin/python benchmarks/impala_learning.py --task bandit --seeds 1 --max-seconds 300

@@ -1,4 +1,4 @@
-"""IMPALA vs PPO throughput (issue 5): environment steps per second on Procgen, same network, same script.
+"""IMPALA vs PPO throughput: environment steps per second on Procgen, same network, same script.
 
     .venv/bin/python benchmarks/impala_throughput.py                      # IMPALA (2-core defaults) then PPO
     .venv/bin/python benchmarks/impala_throughput.py --only impala --seconds 60 \\
@@ -52,10 +52,10 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def measure(algo: str, extra: str, seconds: float, min_rows: int, chunk: int = 0) -> dict:
+def measure(algo: str, extra: str, seconds: float, min_rows: int, chunk: int | None = None) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{algo}-")) / "run"
-    cli = [sys.executable, __file__, "_chunked_cli", str(chunk)] if chunk else [CLI]
-    cmd = [*cli, "train", "--algo", algo, *NETWORK, *shlex.split(extra), "--total_steps", "1000000000",
+    chunk_flags = [] if chunk is None else ["--policy.encoder_chunk", str(chunk)]
+    cmd = [CLI, "train", "--algo", algo, *NETWORK, *shlex.split(extra), *chunk_flags, "--total_steps", "1000000000",
            "--checkpoint_every", "100000", "--run_dir", str(run_dir), "--no-progress"]
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -84,7 +84,7 @@ def measure(algo: str, extra: str, seconds: float, min_rows: int, chunk: int = 0
     first, last = rows[0], rows[-1]
     steps = int(last["global_step"]) - int(first["global_step"])
     dt = float(last["time"]) - float(first["time"])
-    res = {"algo": algo, "args": extra + (f" (encoder chunked by {chunk})" if chunk else ""),
+    res = {"algo": algo, "args": extra + ("" if chunk is None else f" --policy.encoder_chunk {chunk}"),
            "steady_sps": steps / dt, "overall_sps": int(last["global_step"]) / wall,
            "steps": int(last["global_step"]), "measured_s": round(dt, 1), "wall_s": round(wall, 1),
            "rows": len(rows)}
@@ -104,10 +104,14 @@ def learner_grid(grid: list[str], threads: int, reps: int = 3) -> list[dict]:
 
     import torch
 
-    from srwm_rl.run.common import build_policy
-    from agents.impala import chunk_encoder, impala_loss, observation_spaces
-    from srwm_rl.run.config import EnvConfig, ImpalaConfig, PolicyConfig, TrainConfig
+    from dataclasses import replace
+
+    from agents.impala import ImpalaConfig, impala_loss, observation_spaces
+    from agents.registry import TrainConfig
     from srwm_rl.nn.cores import CoreConfig
+    from srwm_rl.nn.policy import PolicyConfig
+    from srwm_rl.run.agent import build_policy
+    from srwm_rl.run.config import EnvConfig
     torch.set_num_threads(threads)
     cfg = TrainConfig(algo="impala", env=EnvConfig(id="procgen:bigfish", clip_reward=1.0, normalize_reward=False),
                       policy=PolicyConfig(encoder="impala", prev_action=False, prev_reward=True),
@@ -117,9 +121,8 @@ def learner_grid(grid: list[str], threads: int, reps: int = 3) -> list[dict]:
     for spec in grid:
         T, B, chunk = (int(v) for v in spec.split(","))
         torch.manual_seed(0)
-        policy = build_policy(cfg, obs_space, act_space, "cpu")
-        if chunk:
-            chunk_encoder(policy, chunk)
+        policy = build_policy(replace(cfg, policy=replace(cfg.policy, encoder_chunk=chunk)), obs_space, act_space,
+                              "cpu")
         obs = {"obs": torch.randint(0, 256, (T + 1, B, 64, 64, 3), dtype=torch.uint8),
                "prev_action": torch.zeros(T + 1, B, dtype=torch.long), "prev_reward": torch.zeros(T + 1, B, 1)}
         batch = {"obs": {k: v for k, v in obs.items() if k in obs_space.spaces},
@@ -139,32 +142,14 @@ def learner_grid(grid: list[str], threads: int, reps: int = 3) -> list[dict]:
     return out
 
 
-def chunked_cli(chunk: int, argv: list[str]) -> int:
-    """``srwm-rl`` with every policy's encoder chunked as IMPALA's CPU learner does (for a PPO on equal terms)."""
-    sys.path.insert(0, str(ROOT))
-    from agents.impala import chunk_encoder
-    from srwm_rl.app import cli
-    from srwm_rl.nn.policy import ActorCritic
-    init = ActorCritic.__init__
-
-    def patched(self, *a, **kw):
-        init(self, *a, **kw)
-        chunk_encoder(self, chunk)
-
-    ActorCritic.__init__ = patched
-    return cli.main(argv)
-
-
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "_chunked_cli":
-        sys.exit(chunked_cli(int(sys.argv[2]), sys.argv[3:]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=90, help="training time measured per run (after the first update)")
     ap.add_argument("--only", choices=["impala", "ppo"], help="measure one algorithm only")
     ap.add_argument("--impala", action="append", help="extra IMPALA flags (repeat to compare settings)")
     ap.add_argument("--ppo", default=PPO_DEFAULT, help="extra PPO flags")
-    ap.add_argument("--ppo-chunk", type=int, nargs="+", default=[0],
-                    help="also measure PPO with its encoder chunked like IMPALA's learner (0 = as shipped)")
+    ap.add_argument("--ppo-chunk", type=int, nargs="+", default=[None],
+                    help="PPO with --policy.encoder_chunk N (0 = the whole batch at once; default: as shipped)")
     ap.add_argument("--json", help="append results as JSON lines to this file")
     ap.add_argument("--learner-grid", nargs="+", metavar="T,B,CHUNK",
                     help="instead: time the learner's update alone for these unroll lengths, batch sizes and "

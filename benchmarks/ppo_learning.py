@@ -1,4 +1,4 @@
-"""Learning benchmarks of recurrent PPO (issue 4). Prints numbers; the thresholds are targets, not tests.
+"""Learning benchmarks of recurrent PPO. Prints numbers; the thresholds are targets, not tests.
 
     .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20]
         SRWM-PPO, LSTM-PPO and sb3-contrib RecurrentPPO (MlpLstmPolicy, rl-zoo's settings for this task)
@@ -26,11 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srwm_rl.run.common import load_normalizer_state, make_env, normalizer_state  # noqa: E402
-from agents.ppo import train  # noqa: E402
-from srwm_rl.run.config import TrainConfig, from_dict, merge, to_dict  # noqa: E402
-from srwm_rl.eval.evaluate import adaptation_curve, run_episodes  # noqa: E402
+from agents.registry import TrainConfig, train  # noqa: E402
 from srwm_rl.app.presets import get_preset  # noqa: E402
+from srwm_rl.eval.rollout import run_episodes  # noqa: E402
+from srwm_rl.eval.stats import adaptation_curve  # noqa: E402
+from srwm_rl.run.config import from_dict, merge, to_dict  # noqa: E402
+from srwm_rl.run.environment import load_normalizer_state, make_env  # noqa: E402
 
 
 def preset_config(name: str, **top) -> TrainConfig:
@@ -53,12 +54,13 @@ def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every:
     (run_dir / "checkpoints").mkdir()
     t0, hit, last = time.time(), {}, [0]
 
-    def on_update(step: int, policy, train_env) -> bool:
+    def on_update(run) -> bool:
+        step = run.global_step
         if step - last[0] < eval_every:
             return False
         last[0] = step
-        env = eval_env(cfg, normalizer_state(train_env), 10, seed + 999)
-        recs = run_episodes(policy, env, 20, deterministic=True, seed=seed)
+        env = eval_env(cfg, run.normalizer_states(), 10, seed + 999)
+        recs = run_episodes(run.model, env, 20, deterministic=True, seed=seed)
         env.close()
         mean = float(np.mean([r.ret for r in recs]))
         print(f"  {core} seed {seed}: {step:>8} steps {time.time() - t0:6.0f} s  eval mean {mean:6.1f}", flush=True)

@@ -1,4 +1,4 @@
-"""SRWM core benchmark (issues 2 and 7): speed and saved memory of the SRWM recurrence paths.
+"""SRWM core benchmark: speed and saved memory of the SRWM recurrence paths.
 
     .venv/bin/python benchmarks/srwm_core.py            # full run (a few minutes)
     .venv/bin/python benchmarks/srwm_core.py --quick    # short run, T=64 only, fewer repeats
@@ -6,8 +6,8 @@
 Speed: milliseconds per time step at B=64, width 128 (8 heads of 16 and 4 heads of 32), T=64 and
 T=256, for the forward pass alone (torch.inference_mode) and for forward + backward, as ratios to
 nn.LSTM(128, 128) over the whole sequence, measured in the same run. Paths: SRWM pure (plain
-autograd), lean (custom backward, saves O(T*H*d)), fused (one native call per direction, issue 7),
-and the Delta Net recurrence (srwm_rl.layers.delta_unroll, same heads) for comparison. Every path
+autograd), lean (custom backward, saves O(T*H*d)), fused (one native call per direction),
+and the Delta Net recurrence (srwm_rl.nn.layers.delta_unroll, same heads) for comparison. Every path
 receives precomputed per-head inputs (after phi); nn.LSTM includes its input projection. Forward +
 backward: loss gradient on the outputs only (the carried state is detached at unroll borders, as in
 training); gradients reach the inputs and the learned parameters (W0, the LSTM weights).
@@ -320,7 +320,7 @@ def main() -> None:
     else:
         print(f"fused kernel: unavailable ({srwm_fused.fused_unavailable_reason()})")
     if delta_unroll is None:
-        print("delta net: TODO - srwm_rl.layers.delta_unroll not found; not benchmarked")
+        print("delta net: srwm_rl.nn.layers.delta_unroll not found; not benchmarked")
     if args.quick:
         speed_table([(8, 16), (4, 32)], [64], rounds=3, per_round_s=0.15)
         memory_table([32, 128, 512])

@@ -5,13 +5,16 @@
     env = envs.make("srwm_rl/DarkRoom-v0", num_envs=16, seed=0, trial_episodes=4, task_split="test")
     obs = env.reset()
     obs, reward, terminated, truncated, info = env.step(actions)   # env.first: memory-reset mask
+
+The ground floor of the project: nothing here imports ``srwm_rl`` or ``agents``.
 """
 
 from envs.api import Obs, SupportsKeepTask, VecEnv
-from envs.registry import SCHEMES, describe_envs, known_env_ids, make
+from envs.families import EnvFamily, draws_headless, env_class
+from envs.registry import FAMILIES, describe_envs, family_of, known_env_ids, make
 from envs.trials import TrialVecEnv
 from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward, VecEnvWrapper
 
-__all__ = ["SCHEMES", "ClipReward", "NormalizeObservation", "NormalizeReward", "Obs", "PrevActionReward",
-           "SupportsKeepTask", "TrialVecEnv", "VecEnv", "VecEnvWrapper", "describe_envs", "known_env_ids",
-           "make"]
+__all__ = ["FAMILIES", "ClipReward", "EnvFamily", "NormalizeObservation", "NormalizeReward", "Obs", "PrevActionReward",
+           "SupportsKeepTask", "TrialVecEnv", "VecEnv", "VecEnvWrapper", "describe_envs", "draws_headless", "env_class", "family_of",
+           "known_env_ids", "make"]

@@ -7,10 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srwm_rl.run.common import build_policy, checkpoint_payload, make_env, save
-from srwm_rl.run.config import EnvConfig, PPOConfig, TrainConfig, to_dict
+from agents.ppo import PPOConfig
+from agents.registry import TrainConfig
 from srwm_rl.nn.cores import CoreConfig
-from srwm_rl.nn.policy import Categorical, PolicyConfig
+from srwm_rl.nn.distributions import Categorical
+from srwm_rl.nn.policy import PolicyConfig
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.config import EnvConfig, to_dict
+from srwm_rl.run.environment import make_env
+from srwm_rl.run.harness import Run
 from srwm_rl.run.runlog import write_json
 
 TINY_CORE = CoreConfig(hidden_size=16, num_heads=2, num_layers=2)
@@ -31,7 +36,10 @@ def make_run(run_dir: Path, cfg: TrainConfig, seed: int = 0) -> Path:
     policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", to_dict(replace(cfg, run_dir=str(run_dir))))
-    save(run_dir, "latest", checkpoint_payload(cfg, policy, None, env, 1234, 1))
+    run = Run(cfg, run_dir, progress=False)
+    run.track(policy, None, env.observation_space, env.action_space, env=env)
+    run.global_step, run.update = 1234, 1
+    run.checkpoint("latest")
     env.close()
     return run_dir
 
@@ -49,6 +57,10 @@ class FixedPolicy(nn.Module):
     def forward(self, obs, state, first):
         T, B = first.shape
         return Categorical(self.logits.expand(T, B, -1)), torch.zeros(T, B), (state[0] + T,)
+
+    def step(self, obs, state, first):
+        B = first.shape[0]
+        return Categorical(self.logits.expand(B, -1)), torch.zeros(B), (state[0] + 1,)
 
 
 def one_thread():

@@ -1,4 +1,4 @@
-"""An independent, obviously-correct transcription of shared/design/srwm.md section 1 in float64 numpy.
+"""An independent, obviously-correct transcription of docs/srwm.md section 1 in float64 numpy.
 
 One sample, one head, one step at a time, four separate blocks, explicit outer products. Every
 faster SRWM path in the project is tested against this.

@@ -1,38 +1,48 @@
 """Config parsing and validation, checkpoints (atomic, weights_only, corrupt files), run directories."""
+import dataclasses
 import json
 import os
+import re
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from srwm_rl.run.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                space_from_dict, space_to_dict)
-from srwm_rl.app.cli import UsageError, build_parser, config_from_args, check_resume_compatible
-from srwm_rl.run.config import TrainConfig, field_docs, from_dict, to_dict
+from agents.registry import TrainConfig
+from srwm_rl.app.command import UsageError
+from srwm_rl.app.train import parse_train
 from srwm_rl.nn.cores import CoreConfig
+from srwm_rl.run.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                    space_from_dict, space_to_dict)
+from srwm_rl.run.config import from_dict, to_dict
 from srwm_rl.run.runlog import RunDirError, RunLogger, prepare_run_dir
 
 
-def parse(*argv):
-    args = build_parser().parse_args(["train", *argv])
-    known = {"algo", "seed", "total_steps", "device", "torch_threads", "run_dir", "log_every",
-             "checkpoint_every", "env", "policy", "core", "ppo"}
-    return args, {k: v for k, v in vars(args).items() if k.split(".")[0] in known}
+def parse(*argv) -> TrainConfig:
+    return parse_train(list(argv), "srwm-rl train")[0]
 
 
 def test_flags_presets_and_config_file_precedence(tmp_path):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"ppo": {"learning_rate": 0.005, "num_steps": 7}, "core": {"kind": "lstm"}}))
-    args, ov = parse("--preset", "bandit", "--config", str(f), "--ppo.num-steps", "9", "--core.impl", "lean",
-                     "--policy.mlp_hidden", "32", "16", "--no-ppo.anneal_lr")
-    cfg = config_from_args(args, ov)
+    cfg = parse("--preset", "bandit", "--config", str(f), "--ppo.num-steps", "9", "--core.impl", "lean",
+                "--policy.mlp_hidden", "32", "16", "--no-ppo.anneal_lr", "--env.kwargs", '{"num_arms": 3}')
     assert cfg.env.id == "srwm_rl/Bandit-v0"                 # preset
     assert cfg.ppo.learning_rate == 0.005                     # file over preset
     assert cfg.ppo.num_steps == 9                             # flag over file
     assert cfg.core.kind == "lstm" and cfg.core.impl == "lean"
     assert cfg.policy.mlp_hidden == (32, 16) and cfg.ppo.anneal_lr is False
+    assert cfg.env.kwargs == {"num_arms": 3}
+    assert parse("--ppo.no-anneal-lr").ppo.anneal_lr is False and parse("--ppo.anneal_lr").ppo.anneal_lr is True
+
+
+def test_renamed_options_keep_working(tmp_path):
+    assert parse("--impala.learner_chunk", "64").policy.encoder_chunk == 64          # the old flag
+    old = to_dict(TrainConfig())
+    del old["policy"]["encoder_chunk"]
+    old["impala"]["learner_chunk"] = 32                                              # an old config.json
+    assert from_dict(TrainConfig, old).policy.encoder_chunk == 32
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -44,31 +54,40 @@ def test_flags_presets_and_config_file_precedence(tmp_path):
     (["--preset", "bandt"], r"did you mean bandit"),
 ])
 def test_bad_options_name_the_field(argv, match):
-    args, ov = parse(*argv)
     with pytest.raises(UsageError, match=match):
-        config_from_args(args, ov)
+        parse(*argv)
+
+
+@pytest.mark.parametrize("argv,flag", [(["--ppo.learning_rate", "fast"], "--ppo.learning_rate"),
+                                       (["--algo", "dqn"], "--algo"), (["--env.kwargs", "[1]"], "--env.kwargs"),
+                                       (["--ppo.learning_rat", "1"], "--ppo.learning_rat")])
+def test_unparsable_flags_exit_2_naming_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(*argv)
+    assert e.value.code == 2 and flag in capsys.readouterr().err
 
 
 def test_unknown_key_in_config_file(tmp_path):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"ppo": {"learnin_rate": 1.0}}))
-    args, ov = parse("--config", str(f))
     with pytest.raises(UsageError, match=r"unknown option ppo.learnin_rate"):
-        config_from_args(args, ov)
+        parse("--config", str(f))
 
 
-def test_every_field_is_documented():
-    import dataclasses
-    import typing
-
-    def check(cls):
-        docs, hints = field_docs(cls), typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                check(hints[f.name])
-            else:
-                assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
-    check(TrainConfig)
+def test_every_field_is_documented(capsys):
+    """Every flag of `train --help` has a description beside its default."""
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = capsys.readouterr().out
+    flags = re.findall(r"--([a-z_.]+)", text)
+    assert len(flags) > 80 and "ppo.learning_rate" in flags and "policy.encoder_chunk" in flags
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(TrainConfig(), f.name)
+        names = [f"{f.name}.{g.name}" for g in dataclasses.fields(value)] if dataclasses.is_dataclass(value) \
+            else [f.name]
+        for name in names:
+            entry = re.search(rf"--{re.escape(name)}\b[^\n]*\n?(.*?)\(default", text, re.S)
+            assert entry and re.search(r"[A-Za-z]{3}", entry.group(0).split(name, 1)[1]), f"--{name} has no help"
 
 
 def test_config_round_trip():
@@ -76,11 +95,18 @@ def test_config_round_trip():
     assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
 
 
-def test_resume_rejects_incompatible_options():
-    saved = TrainConfig()
-    check_resume_compatible(saved, {"total_steps": 10, "device": "cpu"})
+def test_resume_rejects_incompatible_options(tmp_path):
+    save_checkpoint(tmp_path / "checkpoints" / "latest.pt",
+                    {"config": to_dict(TrainConfig()), "model": {}, "obs_space": {}, "action_space": {},
+                     "global_step": 5})
+    cfg, args, ckpt = parse_train(["--resume", str(tmp_path), "--total_steps", "10", "--device", "cpu"], "t")
+    assert cfg.total_steps == 10 and args.resume == str(tmp_path) and ckpt["global_step"] == 5
     with pytest.raises(UsageError, match=r"cannot resume with core.kind='lstm'"):
-        check_resume_compatible(saved, {"core.kind": "lstm"})
+        parse_train(["--resume", str(tmp_path), "--core.kind", "lstm"], "t")
+    with pytest.raises(UsageError, match=r"already has 5 steps"):
+        parse_train(["--resume", str(tmp_path), "--total_steps", "5"], "t")
+    with pytest.raises(UsageError, match=r"cannot be combined with --resume"):
+        parse_train(["--resume", str(tmp_path), "--preset", "bandit"], "t")
 
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):

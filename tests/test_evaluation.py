@@ -12,8 +12,11 @@ from envs.testing import CountingEnv
 from envs.trials import TrialVecEnv
 from evaluation_helpers import FixedPolicy, make_run, one_thread, tiny_config
 from srwm_rl.app import cli
-from srwm_rl.eval.evaluate import (EpisodeRecord, adaptation_curve, evaluate, level_overlap, mean_ci,
-                                normalized_score, run_episodes, summarize, t_critical)
+from envs.families import level_overlap
+from srwm_rl.eval.evaluate import evaluate, summarize
+from srwm_rl.eval.procgen_scores import normalized_score
+from srwm_rl.eval.rollout import EpisodeRecord, run_episodes
+from srwm_rl.eval.stats import adaptation_curve, mean_ci
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -92,13 +95,19 @@ def test_on_step_sees_actions_and_active_mask():
 
 # ---- statistics ---------------------------------------------------------------------------------
 
-def test_t_critical_and_mean_ci():
-    assert t_critical(1) == pytest.approx(12.706) and t_critical(30) == pytest.approx(2.042)
-    assert t_critical(60) == pytest.approx(2.0003, abs=2e-4) and t_critical(1000) == pytest.approx(1.9623, abs=2e-4)
+@pytest.mark.parametrize("n,t975", [(2, 12.706), (4, 3.182), (31, 2.042), (61, 2.000), (1001, 1.962)])
+def test_mean_ci_uses_students_t(n, t975):
+    x = np.arange(n, dtype=float)                     # std = sqrt(n (n + 1) / 12)
+    s = mean_ci(x)
+    half = (s["ci95"][1] - s["ci95"][0]) / 2
+    assert half == pytest.approx(t975 * x.std(ddof=1) / math.sqrt(n), rel=2e-4)     # printed t-table values
+
+
+def test_mean_ci():
     s = mean_ci([1.0, 2.0, 3.0, 4.0])
     half = 3.182 * math.sqrt(5 / 3) / 2                  # t(3) * std / sqrt(n)
     assert s["n"] == 4 and s["mean"] == 2.5 and s["std"] == pytest.approx(math.sqrt(5 / 3))
-    assert s["ci95"] == pytest.approx((2.5 - half, 2.5 + half))
+    assert s["ci95"] == pytest.approx((2.5 - half, 2.5 + half), abs=1e-3)   # t(3) = 3.182 as printed, 4 digits
     one = mean_ci([7.0])
     assert one["mean"] == 7.0 and math.isnan(one["std"]) and math.isnan(one["ci95"][0])
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from srwm_rl.run.config import FewshotConfig, TrainConfig
+from agents.fewshot import FewshotConfig
+from agents.registry import TrainConfig
 from srwm_rl.nn.cores import CORES, CoreConfig
 from envs.fewshot import (NO_LABEL, GlyphSource, TaskSpec, check_spec, delayed_labels, make_source, sample_tasks,
                              task_inputs)

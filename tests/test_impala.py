@@ -14,12 +14,16 @@ import pytest
 import torch
 
 import agents.impala as impala
-from srwm_rl.run.common import build_policy, load_normalizer_state, make_env
-from agents.impala_actor import Actor, ActorPool, SharedWeights, UnrollBuffers, actor_env_id
+import envs
+from agents.impala import ImpalaConfig
+from agents.impala_actor import Actor, ActorPool, SharedWeights, UnrollBuffers
+from agents.registry import TrainConfig, train
 from envs.testing import CountingEnv
 from envs.wrappers import PrevActionReward
-from srwm_rl.run.config import CoreConfig, ImpalaConfig, PolicyConfig, TrainConfig
-from srwm_rl.nn.cores import Core
+from srwm_rl.nn.cores import Core, CoreConfig
+from srwm_rl.nn.policy import PolicyConfig
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.environment import load_normalizer_state, make_env
 
 
 class CountingCore(Core):
@@ -127,13 +131,15 @@ def test_truncated_episode_reward_is_bootstrapped():
     torch.testing.assert_close(buf.reward[0], want)
 
 
-def test_actor_env_id_deals_games_round_robin():
+def test_procgen_family_deals_games_to_actors_round_robin():
     six = "procgen:bigfish+fruitbot+maze+leaper+plunder+starpilot"
-    assert actor_env_id(six, 0, 1) == "procgen:bigfish"
-    assert actor_env_id(six, 7, 1) == "procgen:fruitbot"
-    assert actor_env_id(six, 1, 4) == "procgen:plunder+starpilot+bigfish+fruitbot"
-    assert actor_env_id(six, 3, 6) == six
-    assert actor_env_id("procgen:bigfish", 5, 1) == "procgen:bigfish"
+    shard = envs.family_of(six).shard
+    assert shard(six, 0, 1) == "procgen:bigfish"
+    assert shard(six, 7, 1) == "procgen:fruitbot"
+    assert shard(six, 1, 4) == "procgen:plunder+starpilot+bigfish+fruitbot"
+    assert shard(six, 3, 6) == six
+    assert shard("procgen:bigfish", 5, 1) == "procgen:bigfish"
+    assert envs.family_of("CartPole-v1").shard("CartPole-v1", 3, 2) == "CartPole-v1"
 
 
 def test_shared_weights_versions():
@@ -174,7 +180,7 @@ def test_killed_actor_is_replaced_and_training_goes_on(tmp_path, monkeypatch):
         return got
 
     monkeypatch.setattr(ActorPool, "collect", collect)
-    result = impala.train(cfg, tmp_path, progress=False)
+    result = train(cfg, tmp_path, progress=False)
     assert result["global_step"] >= cfg.total_steps and result["interrupted"] is None
     assert result["actor_restarts"] >= 1
     assert 0 in seen["after"], "the replacement of actor 0 delivered unrolls"
@@ -199,7 +205,7 @@ def test_nonfinite_loss_is_skipped_then_stops_keeping_the_last_checkpoint(tmp_pa
 
     monkeypatch.setattr(impala, "impala_loss", loss_fn)
     with pytest.raises(impala.NonFiniteLossError, match="non-finite in 3 updates in a row"):
-        impala.train(cfg, tmp_path, progress=False)
+        train(cfg, tmp_path, progress=False)
     ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["update"] == 4                    # 5 good losses were computed, 1 skipped -> 4 updates
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
@@ -211,10 +217,11 @@ def test_nonfinite_loss_is_skipped_then_stops_keeping_the_last_checkpoint(tmp_pa
 def test_chunked_encoder_is_the_same_function():
     cfg = small_cfg()
     env = CountingEnv([3, 4])
-    a = build_policy(cfg, env.observation_space, env.action_space, "cpu")
-    b = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    a = build_policy(replace(cfg, policy=replace(cfg.policy, encoder_chunk=0)), env.observation_space,
+                     env.action_space, "cpu")
+    b = build_policy(replace(cfg, policy=replace(cfg.policy, encoder_chunk=3)), env.observation_space,
+                     env.action_space, "cpu")
     b.load_state_dict(a.state_dict())
-    impala.chunk_encoder(b, 3)
     x = torch.randn(5, 2, 3)
     first = torch.zeros(5, 2, dtype=torch.bool)
     for p in (a, b):
@@ -229,14 +236,14 @@ def test_chunked_encoder_is_the_same_function():
 def test_normalizer_states_reach_the_checkpoint_and_resumed_actors(tmp_path):
     base = small_cfg()
     cfg = replace(base, total_steps=3 * 32, env=replace(base.env, normalize_obs=True, normalize_reward=True))
-    impala.train(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, progress=False)
     ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     assert len(ckpt["normalizers"]) == 2 and float(ckpt["normalizers"][0]["count"]) > 1
     env = make_env(cfg.env, cfg.policy, 0, num_envs=2)
     load_normalizer_state(env, ckpt["normalizers"])    # what evaluation does: the states fit the env
     env.close()
     # one more update: actors that started from the saved statistics report more samples than it holds
-    result = impala.train(replace(cfg, total_steps=4 * 32), tmp_path, resume=ckpt, progress=False)
+    result = train(replace(cfg, total_steps=4 * 32), tmp_path, resume=ckpt, progress=False)
     assert result["global_step"] >= 4 * 32
     again = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     assert float(again["normalizers"][0]["count"]) > float(ckpt["normalizers"][0]["count"])
@@ -247,7 +254,7 @@ def test_normalizer_states_reach_the_checkpoint_and_resumed_actors(tmp_path):
 def test_spawned_actors_work(tmp_path, monkeypatch):
     """The start method a CUDA learner uses: everything the actors get must survive pickling."""
     monkeypatch.setattr(impala, "start_method", lambda device: "spawn")
-    result = impala.train(replace(small_cfg(), total_steps=3 * 32), tmp_path, progress=False)
+    result = train(replace(small_cfg(), total_steps=3 * 32), tmp_path, progress=False)
     assert result["global_step"] >= 3 * 32
     _no_children_left()
 
@@ -260,5 +267,5 @@ def test_an_actor_that_keeps_failing_stops_the_run_with_its_error(tmp_path, monk
 
     monkeypatch.setattr(actor_mod, "make_env", broken_env)   # inherited by the forked actors
     with pytest.raises(actor_mod.ActorFailure, match="the environment server is down"):
-        impala.train(replace(small_cfg(max_actor_failures=2), total_steps=10 * 32), tmp_path, progress=False)
+        train(replace(small_cfg(max_actor_failures=2), total_steps=10 * 32), tmp_path, progress=False)
     _no_children_left()

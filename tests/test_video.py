@@ -6,11 +6,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from srwm_rl.run.common import load_agent, make_env
 from evaluation_helpers import make_run, one_thread, tiny_config
 from srwm_rl.app import cli
-from srwm_rl.eval.evaluate import run_episodes
+from srwm_rl.eval.rollout import run_episodes
 from srwm_rl.eval.video import RolloutRecorder, VideoWriter, check_video_path, enable_frames
+from srwm_rl.run.agent import load_agent
+from srwm_rl.run.environment import make_env
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -111,7 +112,7 @@ def test_record_cli_procgen(leaper_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("out", ["missing/v.mp4", "/proc/v.mp4", "v.avi"])
 def test_record_bad_path_fails_before_the_rollout(leaper_run, tmp_path, monkeypatch, out, capsys):
-    import srwm_rl.eval.evaluate as ev
+    import srwm_rl.eval.rollout as ev
 
     def boom(*a, **k):
         raise AssertionError("the rollout started")

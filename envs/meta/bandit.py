@@ -28,6 +28,7 @@ class BernoulliBandit(MetaEnv):
     """k-armed Bernoulli bandit with ``num_pulls`` pulls per episode (see the module docstring)."""
 
     metadata = {"render_modes": [], "render_fps": 4}
+    reports_regret = True   # info["regret"]: analysis compares the agent with Thompson sampling and UCB1
 
     def __init__(self, num_arms: int = 5, num_pulls: int = 100, task_split: str = "train",
                  num_tasks: int | None = None, render_mode: str | None = None) -> None:
@@ -59,8 +60,12 @@ class BernoulliBandit(MetaEnv):
             raise ValueError("task_ids: the bandit's task sets are 2^31 ids each; pass num_tasks to list them")
         return np.arange(*self._split_range(split))
 
+    def arm_probabilities(self, task_id: int) -> np.ndarray:
+        """The arm probabilities [num_arms] of task ``task_id`` (for baselines run on the same tasks)."""
+        return np.random.default_rng([int(task_id), self.num_arms]).uniform(size=self.num_arms)
+
     def _set_task(self, task_id: int) -> None:
-        self.arm_probs = np.random.default_rng([task_id, self.num_arms]).uniform(size=self.num_arms)
+        self.arm_probs = self.arm_probabilities(task_id)
 
     def _obs(self) -> np.ndarray:
         return np.array([self._t / self.num_pulls], np.float32)

@@ -1,6 +1,6 @@
 """Sequential N-way K-shot classification as an RL task: the action is the predicted label.
 
-One episode = one task of ``srwm_rl.fewshot.tasks`` (N classes, a fresh label permutation, K labelled
+One episode = one task of ``envs.fewshot.tasks`` (N classes, a fresh label permutation, K labelled
 shots per class, then Q queries per class). Observation at step t (float32 [64 + N] in [0, 1]):
 the example x_t as 64 pixels and the one-hot CORRECT label of step t - 1 (all zero at t = 0 and after
 a query, whose label stays hidden unless ``query_labels``). Reward 1 when the action is x_t's label,

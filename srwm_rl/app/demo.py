@@ -6,16 +6,24 @@ a trial for the trained and the untrained policy: a rising row is in-context lea
 """
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Optional
 
 import torch
+import tyro
 
-from srwm_rl.run.config import TrainConfig, from_dict, merge, to_dict
+from agents.registry import TrainConfig, train
+from srwm_rl.app.command import parse
 from srwm_rl.app.presets import get_preset
-from srwm_rl.run.runlog import write_json
+from srwm_rl.eval.analysis import plot_adaptation
+from srwm_rl.eval.rollout import run_episodes
+from srwm_rl.eval.stats import adaptation_curve
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.config import from_dict, merge, to_dict
+from srwm_rl.run.environment import load_normalizer_state, make_env
+from srwm_rl.run.runlog import prepare_run_dir, write_json
 
 DEMO_PRESET = "darkroom-small"
 DEMO_STEPS = 3_000_000
@@ -23,9 +31,20 @@ DEMO_TIME_LIMIT = 420.0   # seconds of training, so that `make demo` ends within
 EVAL_TRIALS = 64
 
 
-def demo_config(run_dir: str, total_steps: int | None) -> TrainConfig:
-    data = merge(to_dict(TrainConfig()), get_preset(DEMO_PRESET))
-    cfg = from_dict(TrainConfig, data)
+@dataclass(frozen=True)
+class DemoArgs:
+    """Train SRWM-PPO on the default in-context task and show its adaptation curve."""
+
+    run_dir: str = "runs/demo"
+    """Where the demo run goes (runs/demo-2, -3, ... when it exists)."""
+    total_steps: Optional[int] = None
+    """Override the demo's training budget (default: 3,000,000 steps or 7 minutes, whichever comes first)."""
+    no_progress: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    """No progress bar."""
+
+
+def demo_config(run_dir: str, total_steps: Optional[int]) -> TrainConfig:
+    cfg = from_dict(TrainConfig, merge(to_dict(TrainConfig()), get_preset(DEMO_PRESET)))
     return replace(cfg, run_dir=run_dir, total_steps=total_steps or DEMO_STEPS, checkpoint_every=10,
                    time_limit=DEMO_TIME_LIMIT)
 
@@ -40,8 +59,6 @@ def _fresh_dir(base: str) -> Path:
 
 def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[dict]:
     """Return per episode index within trials on held-out tasks (sampled actions, frozen normalisers)."""
-    from srwm_rl.run.common import load_normalizer_state, make_env
-    from srwm_rl.eval.evaluate import adaptation_curve, run_episodes
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="test")
     load_normalizer_state(env, norm_states, update=False)
     try:
@@ -51,11 +68,8 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[d
     return adaptation_curve(records)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from srwm_rl.run.common import build_policy, make_env
-    from agents.ppo import train
-    from srwm_rl.eval.analysis import plot_adaptation
-    from srwm_rl.run.runlog import prepare_run_dir
+def demo_main(argv: list[str], prog: str) -> int:
+    args = parse(DemoArgs, argv, prog)
     t0 = time.time()
     run_dir = prepare_run_dir(_fresh_dir(args.run_dir))
     cfg = demo_config(str(run_dir), args.total_steps)
@@ -73,7 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nHeld-out tasks ({EVAL_TRIALS} trials): mean return per episode of a trial (95% CI)")
     print(f"{'episode':>8} | {'untrained':>20} | {'trained SRWM-PPO':>20}")
     for b, a in zip(before, after):
-        fmt = lambda r: f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"
+        fmt = lambda r: f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"  # noqa: E731
         print(f"{a['episode_in_trial'] + 1:>8} | {fmt(b):>20} | {fmt(a):>20}")
     gain = after[-1]["mean"] - after[0]["mean"]
     print(f"trained agent: last episode - first episode = {gain:+.2f} "
@@ -87,4 +101,3 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"adaptation plot: {png}")
     print(f"total time     : {time.time() - t0:.0f} s")
     return 0
-

@@ -1,76 +1,139 @@
-"""`srwm-rl train`: resolve the config, check it before any environment starts, run the algorithm."""
+"""``srwm-rl train`` (and ``python train_agent.py``): resolve the config, check it before any environment
+starts, run the algorithm in its run directory; and ``srwm-rl presets``.
+
+Every field of ``TrainConfig`` is a flag (``--ppo.learning_rate 1e-3``, ``--core.kind lstm``,
+``--no-core.input_softmax``). Precedence: defaults < ``--preset`` < ``--config FILE`` (JSON) < flags.
+``--resume RUN_DIR`` continues a run from its latest checkpoint; only :data:`RESUMABLE` options may
+then differ from the checkpoint's.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
-from dataclasses import replace
+import dataclasses
+import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Optional
 
+import tyro
+
+from agents.registry import ALGORITHMS, TrainConfig, train
+from srwm_rl.app.command import UsageError, legacy_flags, parse
+from srwm_rl.app.presets import PRESETS, get_preset
 from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
-from srwm_rl.app.cli import RESUMABLE, UsageError, check_resume_compatible, config_from_args
-from srwm_rl.run.config import ALGOS, TrainConfig, from_dict, to_dict
+from srwm_rl.run.config import from_dict, merge, to_dict
 from srwm_rl.run.runlog import RunDirError, prepare_run_dir, write_json
 
+# Fields that may change when a run is resumed; anything else must match the checkpoint.
+RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit"}
 
-def trainer(algo: str) -> Callable[..., dict[str, Any]]:
-    """The training function registered for ``algo`` in :data:`srwm_rl.config.ALGOS`."""
-    module, fn = ALGOS[algo].split(":")
-    return getattr(importlib.import_module(module), fn)
+
+def _flag(help: str, metavar: Optional[str] = None) -> Any:
+    return tyro.conf.arg(help=help, metavar=metavar)
+
+
+# The command's own flags beside the config's fields (a subclass, so every config flag stays top-level).
+TrainArgs = dataclasses.make_dataclass("TrainArgs", [
+    ("preset", Annotated[Optional[str], _flag("named preset (see `srwm-rl presets`)", "NAME")], None),
+    ("config", Annotated[Optional[str], _flag("JSON file of options (nested like config.json)", "FILE")], None),
+    ("resume", Annotated[Optional[str], _flag("continue the run in RUN_DIR from its latest checkpoint", "RUN_DIR")],
+     None),
+    ("overwrite", Annotated[bool, tyro.conf.FlagCreatePairsOff, _flag("replace an existing run directory")], False),
+    ("no_progress", Annotated[bool, tyro.conf.FlagCreatePairsOff, _flag("no progress bar")], False),
+], bases=(TrainConfig,), frozen=True)
+TrainArgs.__doc__ = ("Train an agent. Options: defaults < --preset < --config FILE < flags. Algorithms: "
+                     + "; ".join(f"{a.name} ({a.summary})" for a in ALGORITHMS.values()) + ".")
+
+
+def config_from_sources(preset: Optional[str], config_file: Optional[str]) -> TrainConfig:
+    """defaults < preset < config file (before the flags); UsageError naming the problem."""
+    data = to_dict(TrainConfig())
+    try:
+        if preset:
+            data = merge(data, get_preset(preset))
+        if config_file:
+            try:
+                data = merge(data, json.loads(Path(config_file).read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                raise UsageError(f"--config {config_file}: cannot read it as JSON ({e})") from None
+        return from_dict(TrainConfig, data)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _sources(argv: list[str]) -> argparse.Namespace:
+    """--preset, --config and --resume, read before the full parse (they set the flags' defaults)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("preset", "config", "resume"):
+        pre.add_argument(f"--{name}")
+    return pre.parse_known_args(argv)[0]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def parse_train(argv: list[str], prog: str) -> tuple[TrainConfig, Any, Optional[dict]]:
+    """(config, the command's flags, checkpoint to resume from or None), validated; UsageError otherwise."""
+    src = _sources(legacy_flags(argv))
+    ckpt, saved = None, None
+    if src.resume:
+        if src.preset or src.config:
+            raise UsageError("--preset and --config cannot be combined with --resume (the run's config is in its "
+                             "checkpoint)")
+        try:
+            ckpt = load_checkpoint(prepare_run_dir(src.resume, resume=True))
+            saved = from_dict(TrainConfig, ckpt["config"])
+        except (RunDirError, CheckpointError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        base = saved
+    else:
+        base = config_from_sources(src.preset, src.config)
+    default = TrainArgs(**{f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)},
+                        preset=src.preset, config=src.config, resume=src.resume)
+    args = parse(TrainArgs, argv, prog, default=default, underscores=True)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    if saved is not None:
+        old, new = _flatten(to_dict(saved)), _flatten(to_dict(cfg))
+        for key, v in new.items():
+            if key not in RESUMABLE and old.get(key) != v:
+                raise UsageError(f"cannot resume with {key}={v!r}: the run was trained with {key}={old.get(key)!r} "
+                                 f"(only {', '.join(sorted(RESUMABLE))} may change on --resume)")
+    errs = cfg.validate()
+    if errs:
+        raise UsageError("invalid options:\n  " + "\n  ".join(errs))
+    if ckpt is not None and ckpt["global_step"] >= cfg.total_steps:
+        raise UsageError(f"the run already has {ckpt['global_step']} steps >= total_steps={cfg.total_steps}; "
+                         f"pass a larger --total_steps to continue it")
+    return cfg, args, ckpt
 
 
 def probe(cfg: TrainConfig) -> None:
-    """Build one environment and the policy (no step taken) to catch mismatches such as an image
-    encoder on vector observations before the run directory is created."""
-    if cfg.algo == "fewshot":                  # supervised: no environment, build the model only
-        from agents.fewshot import probe_model
-        return probe_model(cfg)
-    from srwm_rl.run.common import build_policy, make_env
+    """Build what the run needs once (no step taken), so that bad options fail before the run directory
+    is created."""
     try:
-        env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
+        ALGORITHMS[cfg.algo].probe(cfg)
     except (ValueError, KeyError, ImportError) as e:
-        raise UsageError(f"env.id={cfg.env.id!r}: {e}") from None
-    try:
-        build_policy(cfg, env.observation_space, env.action_space, "cpu")
-    except ValueError as e:
         raise UsageError(str(e)) from None
-    finally:
-        env.close()
 
 
-def resolve(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[TrainConfig, Path, dict | None]:
-    """(config, run directory, checkpoint to resume from or None)."""
-    if not args.resume:
-        cfg = config_from_args(args, overrides)
+def train_main(argv: list[str], prog: str) -> int:
+    cfg, args, ckpt = parse_train(argv, prog)
+    if ckpt is None:
         probe(cfg)
         try:
             run_dir = prepare_run_dir(cfg.run_dir or cfg.default_run_dir(), overwrite=args.overwrite)
         except RunDirError as e:
             raise UsageError(str(e)) from None
         write_json(run_dir / "config.json", to_dict(cfg))
-        return cfg, run_dir, None
-    try:
-        run_dir = prepare_run_dir(args.resume, resume=True)
-        ckpt = load_checkpoint(run_dir)
-        saved = from_dict(TrainConfig, ckpt["config"])
-    except (RunDirError, CheckpointError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if args.preset or args.config:
-        raise UsageError("--preset and --config cannot be combined with --resume (the run's config is in its checkpoint)")
-    check_resume_compatible(saved, overrides)
-    cfg = replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE})
-    errs = cfg.validate()
-    if errs:
-        raise UsageError("invalid options:\n  " + "\n  ".join(errs))
-    if ckpt["global_step"] >= cfg.total_steps:
-        raise UsageError(f"the run already has {ckpt['global_step']} steps >= total_steps={cfg.total_steps}; "
-                         f"pass a larger --total_steps to continue it")
-    return cfg, run_dir, ckpt
-
-
-def run_training(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    cfg, run_dir, ckpt = resolve(args, overrides)
-    result = trainer(cfg.algo)(cfg, run_dir, resume=ckpt, progress=not args.no_progress)
+    else:
+        run_dir = Path(args.resume)
+    result = train(cfg, run_dir, resume=ckpt, progress=not args.no_progress)
     print(f"run directory : {run_dir}")
     print(f"checkpoint    : {run_dir / 'checkpoints' / 'latest.pt'}")
     print(f"metrics       : {run_dir / 'metrics.csv'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
@@ -80,4 +143,17 @@ def run_training(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         print(f"stopped by signal {result['interrupted']}; checkpoint written. Continue with "
               f"`srwm-rl train --resume {run_dir}`")
         return 128 + int(result["interrupted"])
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetsArgs:
+    """List the named presets of `srwm-rl train --preset NAME` with the options each sets."""
+
+
+def presets_main(argv: list[str], prog: str) -> int:
+    parse(PresetsArgs, argv, prog)
+    for name, (doc, data) in PRESETS.items():
+        print(f"{name:18s} {doc}")
+        print(f"{'':18s} {json.dumps(data)}")
     return 0

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from srwm_rl.eval.evaluate import mean_ci
+from srwm_rl.eval.stats import mean_ci
 
 
 def _plt():
@@ -83,11 +83,7 @@ def bandit_arm_probs(task_ids: Sequence[int], num_arms: int) -> np.ndarray:
     """[M, num_arms] arm probabilities of the Bernoulli bandit tasks (as ``envs.meta.bandit`` draws them)."""
     from envs.meta.bandit import BernoulliBandit
     env = BernoulliBandit(num_arms=num_arms)
-    out = []
-    for t in task_ids:
-        env._set_task(int(t))
-        out.append(env.arm_probs.copy())
-    return np.array(out)
+    return np.array([env.arm_probabilities(t) for t in task_ids])
 
 
 def thompson_regret(probs: np.ndarray, pulls: int, rng: np.random.Generator) -> np.ndarray:

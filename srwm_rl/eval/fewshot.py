@@ -1,16 +1,15 @@
-"""Held-out evaluation of few-shot learners: accuracy by shot index with confidence intervals, a plot
-comparing cores, and the ``srwm-rl fewshot-eval RUN_DIR...`` command.
+"""Held-out evaluation of few-shot learners: accuracy by shot index with confidence intervals, and the
+table, files and plot that compare runs.
 
 Shot index = presentation index: the n-th time the step's class appears in the sequence (1 = first
 sight, a guess; 2 = after one labelled example; ...). With hidden query labels (the default) a
-query of a K-shot task has index > K but has seen exactly K labels. Confidence intervals are normal
-intervals over tasks (per-task means are independent; steps within a task are not).
+query of a K-shot task has index > K but has seen exactly K labels. Confidence intervals are over
+tasks (per-task means are independent; steps within a task are not), from :mod:`srwm_rl.eval.stats`.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -19,8 +18,7 @@ import torch
 
 from envs.fewshot.sources import make_source
 from envs.fewshot.tasks import TaskSpec, sample_tasks, task_inputs
-
-Z95 = 1.959964
+from srwm_rl.eval.stats import mean_ci
 
 
 @torch.no_grad()
@@ -46,13 +44,10 @@ def evaluate_model(model, source_name: str, spec: TaskSpec, split: str, num_task
     return {k: np.concatenate(v, 1) for k, v in out.items()}
 
 
-def mean_ci(per_task: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% half-width over tasks (NaN-free input [n])."""
-    n = len(per_task)
-    if n == 0:
-        return float("nan"), float("nan")
-    sd = float(per_task.std(ddof=1)) if n > 1 else 0.0
-    return float(per_task.mean()), Z95 * sd / math.sqrt(n)
+def _mean_half_width(per_task: np.ndarray) -> tuple[float, float]:
+    """Mean and 95% half-width over tasks."""
+    m = mean_ci(per_task)
+    return m["mean"], (m["ci95"][1] - m["ci95"][0]) / 2
 
 
 def summarize(rec: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -61,7 +56,7 @@ def summarize(rec: dict[str, np.ndarray]) -> dict[str, Any]:
 
     def over(mask: np.ndarray) -> tuple[float, float]:
         keep = mask.any(0)
-        return mean_ci((c * mask).sum(0)[keep] / mask.sum(0)[keep])
+        return _mean_half_width((c * mask).sum(0)[keep] / mask.sum(0)[keep])
 
     acc, ci = over(np.ones_like(q))
     out: dict[str, Any] = {"tasks": int(c.shape[1]), "seq_len": int(c.shape[0]), "accuracy": acc, "accuracy_ci95": ci}
@@ -85,33 +80,7 @@ def shot_accuracy(summary: dict[str, Any], shot: int) -> float:
         if rows else float("nan")
 
 
-# ---- runs: load, evaluate, compare -----------------------------------------------------------------
-
-def evaluate_run(run_dir: str | Path, sources: Sequence[str] = ("glyphs", "digits"), num_tasks: int = 500,
-                 seed: int = 0, checkpoint: str = "best", num_shots: Optional[int] = None,
-                 num_queries: Optional[int] = None, device: str = "cpu", split: str = "test") -> dict[str, Any]:
-    """Evaluate one few-shot run on held-out classes: glyphs -> the ``split`` class ids (test by default),
-    digits -> the real data (evaluated with split 'test' only)."""
-    from agents.fewshot import load_fewshot
-    path = Path(run_dir)
-    if path.is_dir():
-        best = path / "checkpoints" / f"{checkpoint}.pt"
-        path = best if best.exists() else path / "checkpoints" / "latest.pt"
-    cfg, model, ckpt = load_fewshot(path, device)
-    f = cfg.fewshot
-    spec = TaskSpec(f.num_ways, num_shots or f.num_shots, f.num_queries if num_queries is None else num_queries,
-                    f.query_labels)
-    result: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(path), "core": cfg.core.kind, "split": split,
-                              "global_step": int(ckpt.get("global_step", 0)), "num_ways": spec.num_ways,
-                              "num_shots": spec.num_shots, "num_queries": spec.num_queries, "sources": {}}
-    for name in sources:
-        if name == "digits" and split != "test":
-            continue
-        rec = evaluate_model(model, name, spec, split if name == "glyphs" else "test", num_tasks, seed,
-                             distortion=f.distortion)
-        result["sources"][name] = summarize(rec)
-    return result
-
+# ---- comparing runs ------------------------------------------------------------------------------
 
 def plot_comparison(results: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Accuracy against shot index, one panel per source, one line per run (95% CI bars), chance dashed."""
@@ -146,12 +115,11 @@ def plot_comparison(results: list[dict[str, Any]], path: str | Path, title: str 
     return Path(path)
 
 
-def fewshot_eval(run_dirs: Sequence[str | Path], out_dir: str | Path, **kw) -> list[dict[str, Any]]:
-    """Evaluate runs (see :func:`evaluate_run` for ``kw``) and write fewshot_eval.{json,csv,png} to out_dir."""
-    results = [evaluate_run(d, **kw) for d in run_dirs]
+def write_results(results: list[dict[str, Any]], out_dir: str | Path, title: str) -> Path:
+    """Label the runs (core kind, or run name where kinds repeat) and write fewshot_eval.{json,csv,png}."""
     kinds = [r["core"] for r in results]
     for r in results:
-        r["label"] = r["core"] if kinds.count(r["core"]) == 1 else Path(r["run_dir"]).name
+        r.setdefault("label", r["core"] if kinds.count(r["core"]) == 1 else Path(r["run_dir"]).name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fewshot_eval.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -163,10 +131,8 @@ def fewshot_eval(run_dirs: Sequence[str | Path], out_dir: str | Path, **kw) -> l
                 for x in s["by_shot"]:
                     w.writerow([r["label"], src, x["shot"], int(x["query"]), f"{x['accuracy']:.4f}",
                                 f"{x['ci95']:.4f}", x["tasks"]])
-    spec = results[0]
-    plot_comparison(results, out / "fewshot_eval.png",
-                    f"{spec['num_ways']}-way {spec['num_shots']}-shot, {kw.get('num_tasks', 500)} tasks per source")
-    return results
+    plot_comparison(results, out / "fewshot_eval.png", title)
+    return out
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -182,68 +148,3 @@ def format_table(results: list[dict[str, Any]]) -> str:
             q = f"{s['query_accuracy']:6.3f} ±{s['query_accuracy_ci95']:5.3f}" if "query_accuracy" in s else "-"
             lines.append(f"{r.get('label', r['core']):24s} {src:7s} {cells[0]:>15s} {cells[1]:>15s} {q:>15s}")
     return "\n".join(lines)
-
-
-def fewshot_eval_command(args) -> int:
-    """``srwm-rl fewshot-eval``: bad runs or options exit with status 2 and a message naming them."""
-    from srwm_rl.run.checkpoint import CheckpointError
-    from srwm_rl.app.cli import UsageError
-    from envs.fewshot.sources import SOURCES
-    if args.tasks < 1:
-        raise UsageError(f"--tasks={args.tasks}: must be >= 1")
-    for name, v, lo in (("--shots", args.shots, 1), ("--queries", args.queries, 0)):
-        if v is not None and v < lo:
-            raise UsageError(f"{name}={v}: must be >= {lo}")
-    bad = [s for s in args.sources if s not in SOURCES]
-    if bad:
-        raise UsageError(f"--sources {' '.join(bad)}: unknown class source; allowed: {', '.join(SOURCES)}")
-    out = args.out or (args.run_dirs[0] if len(args.run_dirs) == 1 else "runs/fewshot_eval")
-    try:
-        results = fewshot_eval(args.run_dirs, out, sources=args.sources, num_tasks=args.tasks, seed=args.seed,
-                               checkpoint=args.checkpoint, num_shots=args.shots, num_queries=args.queries)
-    except (CheckpointError, ValueError, ImportError) as e:
-        raise UsageError(str(e)) from None
-    print(format_table(results))
-    print(f"\nwritten: {Path(out) / 'fewshot_eval.json'}, fewshot_eval.csv, fewshot_eval.png")
-    return 0
-
-
-def is_fewshot_run(target: str | Path) -> bool:
-    """Whether a run directory or checkpoint file holds a few-shot learner (``algo == 'fewshot'``)."""
-    target = Path(target)
-    run_dir = target if target.is_dir() else target.parent.parent
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        try:
-            return json.loads(cfg_path.read_text()).get("algo") == "fewshot"
-        except (OSError, ValueError, AttributeError):
-            return False
-    return False
-
-
-def evaluate_command(args) -> int:
-    """``srwm-rl evaluate`` on a few-shot run: --num-episodes tasks per source, --split glyph classes."""
-    import torch
-    from srwm_rl.run.checkpoint import CheckpointError
-    from srwm_rl.app.cli import UsageError
-    if args.num_episodes < 1:
-        raise UsageError(f"--num-episodes={args.num_episodes}: must be >= 1")
-    if getattr(args, "threads", 0):
-        torch.set_num_threads(args.threads)
-    target = Path(args.target)
-    run_dir = target if target.is_dir() else target.parent.parent
-    out = Path(args.out) if args.out else run_dir / "eval" / f"fewshot-{args.split}-s{args.seed}"
-    try:
-        result = evaluate_run(target, num_tasks=args.num_episodes, seed=args.seed, device=args.device,
-                              split=args.split)
-    except (CheckpointError, ValueError, ImportError) as e:
-        raise UsageError(str(e)) from None
-    result["label"] = result["core"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fewshot_eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot_comparison([result], out / "fewshot_eval.png", f"{run_dir.name}: {args.split} classes")
-    print(f"{run_dir}  (few-shot learner, {result['core']} core, {result['global_step']} examples) on "
-          f"{args.split} classes, {args.num_episodes} tasks per source")
-    print(format_table([result]))
-    print(f"\nwritten: {out / 'fewshot_eval.json'}, {out / 'fewshot_eval.png'}")
-    return 0

@@ -24,6 +24,11 @@ from srwm_rl.ops.srwm import check_first
 State = tuple[Tensor, ...]
 
 
+def select_state(state: State, idx) -> State:
+    """The state of the samples ``idx`` (an index or mask over the batch dimension)."""
+    return tuple(s[idx] for s in state)
+
+
 @dataclass(frozen=True)
 class CoreConfig:
     """Options of the recurrent core (shared by all cores; each uses the ones that apply)."""

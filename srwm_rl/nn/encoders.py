@@ -3,7 +3,7 @@
 Images arrive as uint8 channels-last [N, H, W, C], the layout environments produce. They are
 permuted to NCHW *without a copy*, which leaves the memory in the channels-last format; the CNNs
 are converted to channels-last too, so convolutions run on NHWC memory (1.85x faster on CPU than
-channels-first input, see shared/design/performance.md).
+channels-first input, measured on 2 CPU cores).
 """
 from __future__ import annotations
 

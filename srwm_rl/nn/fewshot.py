@@ -1,24 +1,21 @@
 """The supervised few-shot learner: image encoder -> [example features, previous label] -> core -> logits.
 
-Input per step is the task vector of :func:`srwm_rl.fewshot.tasks.task_inputs` ([64 pixels, one-hot
+Input per step is the task vector of :func:`envs.fewshot.tasks.task_inputs` ([64 pixels, one-hot
 previous label of width N]), the same vector the RL form of the task observes. The core is any
 registered core (srwm, lstm, delta, fake_sr, none); gradients flow through the whole sequence,
 self-modifications included.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srwm_rl.nn.cores import CoreConfig, State, make_core
 from envs.fewshot.sources import IMAGE_SIZE
 from envs.fewshot.tasks import PIXELS
-
-if TYPE_CHECKING:
-    from srwm_rl.run.config import FewshotConfig
+from srwm_rl.nn.cores import CoreConfig, State, make_core
 
 ENCODERS = ("cnn", "mlp")
 
@@ -69,10 +66,6 @@ class FewshotModel(nn.Module):
         self.encoder = GlyphCNN(features) if encoder == "cnn" else _mlp(features)
         self.core = make_core(features * (2 if pairing == "shift" else 1) + num_ways, core_cfg)
         self.head = nn.Linear(self.core.output_size, num_ways)
-
-    @classmethod
-    def from_config(cls, cfg: "FewshotConfig", core_cfg: CoreConfig) -> "FewshotModel":
-        return cls(cfg.num_ways, core_cfg, cfg.encoder, cfg.encoder_features, cfg.pairing)
 
     def initial_state(self, batch_size: int, device=None) -> State:
         state = self.core.initial_state(batch_size, device)

@@ -1,4 +1,4 @@
-"""The SRWM recurrence (Irie et al., ICML 2022) as pure functions; see shared/design/srwm.md.
+"""The SRWM recurrence (Irie et al., ICML 2022) as pure functions; the maths are in docs/srwm.md.
 
 Row-vector convention: a block maps a row vector ``x`` of length d to ``x @ M``. Per head the fast
 weights are four blocks ``W_y, W_q, W_k`` ([d, d]) and ``w_b`` ([d, 4]). Internally the four blocks
@@ -10,13 +10,13 @@ Paths, all computing the same function:
 
 - :func:`srwm_unroll` - the public contract (tuples of blocks); the definition of the recurrence.
 - :func:`srwm_unroll_cat` - the same on the concatenated layout, plain autograd (saves every W).
-- :func:`srwm_rl.srwm_lean.srwm_unroll_lean` - a custom autograd Function that saves only q, k,
+- :func:`srwm_rl.ops.srwm_lean.srwm_unroll_lean` - a custom autograd Function that saves only q, k,
   beta and v - vbar per step and rebuilds earlier weights backwards from the final ones
   (O(T*H*d) saved memory).
-- :func:`srwm_rl.srwm_fused.srwm_unroll_fused` - the same algorithm as one native CPU kernel for
+- :func:`srwm_rl.ops.srwm_fused.srwm_unroll_fused` - the same algorithm as one native CPU kernel for
   the whole unroll (built on first use; falls back to the pure path when it cannot be built).
 
-:func:`srwm_rl.layers.resolve_impl` picks among them ('auto': fused on the CPU, lean elsewhere).
+:func:`srwm_rl.nn.layers.resolve_impl` picks among them ('auto': fused on the CPU, lean elsewhere).
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def srwm_unroll_cat(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor
 
 def srwm_unroll(x: Tensor, W0: Sequence[Tensor], delta: Sequence[Tensor],
                 first: Optional[Tensor] = None) -> tuple[Tensor, Blocks]:
-    """The SRWM recurrence: the public contract of shared/design/srwm.md section 3.
+    """The SRWM recurrence: the public contract of docs/srwm.md, section 3.
 
     x: [T, B, H, d] per-head inputs (after phi).
     W0: (W_y [H,d,d], W_q [H,d,d], W_k [H,d,d], w_b [H,d,4]), the learned start.

@@ -1,11 +1,11 @@
-"""Fused CPU SRWM: the whole unroll in one native call, forward and backward (issue 7).
+"""Fused CPU SRWM: the whole unroll in one native call, forward and backward.
 
-Same contract as :func:`srwm_rl.srwm.srwm_unroll_cat` (concatenated layout, W = [W_y|W_q|W_k|w_b],
-[d, 3d+4] per head). The kernel (``srwm_rl/csrc/srwm_fused.cpp``, a plain C ABI loaded with ctypes)
+Same contract as :func:`srwm_rl.ops.srwm.srwm_unroll_cat` (concatenated layout, W = [W_y|W_q|W_k|w_b],
+[d, 3d+4] per head). The kernel (``srwm_rl/ops/csrc/srwm_fused.cpp``, a plain C ABI loaded with ctypes)
 keeps each (sample, head) matrix in cache for all T steps, splits the B*H pairs over
 ``torch.get_num_threads()`` threads, and saves only q, k, beta and u = v - vbar per step (plus the
 weights just before each reset), rebuilding earlier weights in the backward pass exactly as
-:mod:`srwm_rl.srwm_lean` does. Saved memory grows as O(T*B*H*d).
+:mod:`srwm_rl.ops.srwm_lean` does. Saved memory grows as O(T*B*H*d).
 
 The library is compiled on first use with the system C++ compiler (``$CXX`` or ``g++``, about
 5 s) into ``$SRWM_RL_CACHE`` (default ``~/.cache/srwm_rl``)/fused/<key>, the key hashing the source,
@@ -234,7 +234,7 @@ class _SRWMFused(torch.autograd.Function):
 
 def srwm_unroll_fused(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor] = None
                       ) -> tuple[Tensor, Tensor]:
-    """Same contract as :func:`srwm_rl.srwm.srwm_unroll_cat`, one fused native call per direction.
+    """Same contract as :func:`srwm_rl.ops.srwm.srwm_unroll_cat`, one fused native call per direction.
 
     x: [T, B, H, d]; w0: [H, d, 3d+4]; delta: [B, H, d, 3d+4]; first: bool [T, B] or None.
     Returns y [T, B, H, d] and delta_out [B, H, d, 3d+4]. First-order differentiable in x, w0 and

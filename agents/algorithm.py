@@ -1,0 +1,99 @@
+"""An algorithm is a record: what the commands need to know of it to train, resume, load and evaluate.
+
+    ALGORITHM = Algorithm(name="ppo", summary="recurrent PPO", train=train, section="ppo", config=PPOConfig)
+
+``train(run)`` is the algorithm proper, given a prepared :class:`srwm_rl.run.harness.Run` (seeding,
+device, threads, resume, run directory, logging, checkpoints, signals and time limit are the
+harness's). ``agents/registry.py`` lists the records; adding an algorithm is one file with its record
+and one line there.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.config import RunConfig
+from srwm_rl.run.environment import make_env
+from srwm_rl.run.harness import Run
+
+
+def probe_env_and_policy(cfg: RunConfig) -> None:
+    """Build one environment and the actor-critic (no step taken), so that mismatches such as an image
+    encoder on vector observations fail before the run directory is created. ValueError names them."""
+    env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
+    try:
+        build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    finally:
+        env.close()
+
+
+def probe_env(cfg: RunConfig) -> None:
+    """Build one environment (no step taken); ValueError names what is wrong with it."""
+    make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1).close()
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One training algorithm (see the module docstring)."""
+
+    name: str
+    """The value of ``--algo``."""
+    summary: str
+    """One line for ``--help``."""
+    train: Callable[[Run], dict[str, Any]]
+    """Train in a prepared run; returns its summary (``Run.finish``)."""
+    section: Optional[str] = None
+    """The config section it reads (``--<section>.<field>``); algorithms may share one."""
+    config: Optional[type] = None
+    """The dataclass of that section."""
+    validate: Callable[[Any], list[str]] = lambda cfg: []
+    """Cross-field checks of a whole config, each naming the fields."""
+    probe: Callable[[Any], None] = probe_env_and_policy
+    """Build what the run needs once, before the run directory exists; ValueError = bad options."""
+    load: Optional[Callable[..., Any]] = None
+    """``load(path, device, config_cls)`` -> (config, model, checkpoint) of a run, e.g.
+    :func:`srwm_rl.run.agent.load_agent`; None: its runs are not loadable here (another library's policy)."""
+    evaluate: Optional[Callable[..., dict[str, Any]]] = None
+    """A held-out evaluation of its own (supervised learners); None: rollouts of the loaded policy."""
+    run_dir: Callable[[Any], str] = field(default=lambda cfg: cfg.default_run_dir())
+    """The default run directory of a config."""
+
+
+def with_section(cls_name: str, base: type, section: str, config: type) -> type:
+    """``base`` plus the section ``section`` of class ``config`` (what one algorithm's runs hold), as a
+    class named ``cls_name`` in the module of ``config``, where it must be bound (for pickling)."""
+    cls = dataclasses.make_dataclass(cls_name, [(section, config, field(default_factory=config))],
+                                     bases=(base,), frozen=True)
+    cls.__module__ = config.__module__
+    return cls
+
+
+def train_config_class(algorithms: dict[str, Algorithm]) -> type:
+    """``RunConfig`` plus one section per algorithm config, and ``algo`` restricted to the registered
+    names: the whole configuration of ``srwm-rl train``, saved in every checkpoint."""
+    sections: dict[str, type] = {}
+    for a in algorithms.values():
+        if a.section is not None:
+            if sections.setdefault(a.section, a.config) is not a.config:
+                raise TypeError(f"section {a.section!r} is declared with two config classes")
+    names = tuple(algorithms)
+
+    def validate(self) -> list[str]:
+        """RunConfig's checks, the algorithm's section (other sections are not used) and its cross-checks."""
+        a = algorithms[self.algo]
+        own = getattr(self, a.section).validate() if a.section else []
+        return RunConfig.validate(self) + own + a.validate(self)
+
+    def default_run_dir(self) -> str:
+        return algorithms[self.algo].run_dir(self)
+
+    cls = dataclasses.make_dataclass(
+        "TrainConfig", [("algo", Literal[names], field(default=names[0]))]
+        + [(name, c, field(default_factory=c)) for name, c in sections.items()],
+        bases=(RunConfig,), frozen=True,
+        namespace={"validate": validate, "default_run_dir": default_run_dir,
+                   "__doc__": "A whole training run: the options every run has, and one section per algorithm."})
+    cls.__module__ = "agents.registry"      # where it is bound, so that configs pickle into spawned actors
+    return cls

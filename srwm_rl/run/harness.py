@@ -1,0 +1,256 @@
+"""The run harness: what every training algorithm shares, so that an algorithm file reads as the
+algorithm only.
+
+    def train(run: Run) -> dict:
+        env = ...; run.set_threads(env.observation_space)
+        model, optimizer = ...
+        run.track(model, optimizer, obs_space, action_space, env=env)   # restores them on --resume
+        run.start(total=...)
+        while not run.done:
+            ...                                                        # one update
+            run.end_update(steps, score=stats.score, metrics=lambda: {...})
+        return run.finish(model=model)
+
+The rules, the same for every algorithm:
+* seed: Python, numpy and torch global RNGs from ``cfg.seed`` (a resumed run restores them);
+  device: ``cfg.device`` resolved once; threads: ``cfg.torch_threads``, where 0 picks one thread on the
+  CPU for vector observations and PyTorch's default for images.
+* metrics: every ``log_every`` updates and at the end, to metrics.csv and TensorBoard, with ``sps``
+  (environment steps per second since the start of this process).
+* best.pt: written whenever the update's selection score beats every earlier one (RL: the mean return
+  of the last 100 episodes, once min(10, environments) have finished; few-shot: held-out accuracy). A
+  run that never had a score keeps its final weights as best.pt.
+* latest.pt: every ``checkpoint_every`` updates, at the end, and after Ctrl-C / SIGTERM.
+* the run ends at ``total_steps``, after ``time_limit`` seconds, on SIGINT / SIGTERM (a second one
+  stops at once), or when ``callback(run)`` returns True.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from srwm_rl.nn.encoders import is_image_space
+from srwm_rl.run.checkpoint import rng_state, save_checkpoint, set_rng_state, space_to_dict
+from srwm_rl.run.config import RunConfig, resolve_device, to_dict
+from srwm_rl.run.environment import load_normalizer_state, normalizer_state
+from srwm_rl.run.runlog import RunLogger
+
+Metrics = Union[dict[str, float], Callable[[], dict[str, float]]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_threads(torch_threads: int, obs_space: Optional[gym.Space], device: torch.device) -> int:
+    """Apply ``torch_threads``; 0 picks one thread on the CPU for vector observations (small networks:
+    intra-op threads cost more than they give, measured 4x slower with 2 threads on the 5x5 Dark Room
+    preset) and PyTorch's default for images (convolutions do use both cores)."""
+    n = torch_threads
+    if n == 0 and device.type == "cpu" and obs_space is not None:
+        main = obs_space["obs"] if isinstance(obs_space, gym.spaces.Dict) and "obs" in obs_space.spaces else obs_space
+        n = 0 if is_image_space(main) else 1
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+class StopSignal:
+    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.received: Optional[int] = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:           # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+        return False
+
+    def __bool__(self) -> bool:
+        return self.received is not None
+
+
+class Run:
+    """One training run: counters, checkpoints, logging, progress and stopping (module docstring).
+
+    ``resume``: the checkpoint dict to continue from (None for a fresh run). ``callback(run)`` runs
+    after every update; returning True ends the run (benchmarks stop at a target return with it).
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: Optional[dict[str, Any]] = None, *,
+                 progress: bool = True, callback: Optional[Callable[["Run"], bool]] = None):
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.progress, self.callback = progress, callback
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.global_step = int(resume["global_step"]) if resume else 0
+        self.update = int(resume["update"]) if resume else 0
+        self.best = float(resume.get("best_return", -math.inf)) if resume else -math.inf
+        self.stop = StopSignal()
+        self.model: Optional[torch.nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._spaces: tuple[Any, Any] = (None, None)
+        self._normalizers: Callable[[], list] = list
+        self._logger: Optional[RunLogger] = None
+        self._bar: Optional[tqdm] = None
+        self._show: dict[str, str] = {}
+        self._t0, self._step0 = time.time(), self.global_step
+        self._ended_early = False
+
+    # ---- set-up ------------------------------------------------------------------------------------
+    def __enter__(self) -> "Run":
+        self.stop.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.stop.__exit__()
+        self.close()
+        return False
+
+    def set_threads(self, obs_space: Optional[gym.Space]) -> int:
+        """Apply the ``torch_threads`` rule for this run's observations (module docstring)."""
+        return configure_threads(self.cfg.torch_threads, obs_space, self.device)
+
+    def track(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], obs_space, action_space, *,
+              env=None, normalizers: Optional[Callable[[], list]] = None) -> None:
+        """Say what a checkpoint holds (the model, its optimizer, the spaces, and the observation and
+        reward normalisers of ``env`` or those ``normalizers()`` returns). On --resume this loads them
+        from the checkpoint, and the RNG states with them."""
+        self.model, self.optimizer, self._spaces = model, optimizer, (obs_space, action_space)
+        if env is not None:
+            self._normalizers = lambda: normalizer_state(env)
+        elif normalizers is not None:
+            self._normalizers = normalizers
+        if self.resume is not None:
+            model.load_state_dict(self.resume["model"])
+            if optimizer is not None:
+                optimizer.load_state_dict(self.resume["optimizer"])
+            if env is not None:
+                load_normalizer_state(env, self.resume["normalizers"])
+            set_rng_state(self.resume["rng"])
+
+    @property
+    def resumed_normalizers(self) -> list:
+        """The normaliser states of the checkpoint resumed from ([] for a fresh run)."""
+        return list(self.resume.get("normalizers", [])) if self.resume else []
+
+    def start(self, total: int, *, unit: str = "step", curve_key: str = "episode_return",
+              show: Optional[dict[str, str]] = None) -> None:
+        """Open the logger and the progress bar (after any processes are forked: both start threads).
+        ``total``: the step count the bar runs to; ``curve_key``: the metric of learning_curve.png;
+        ``show``: bar label -> metric, shown beside the speed."""
+        self._logger = RunLogger(self.run_dir, curve_key=curve_key)
+        self._bar = tqdm(total=total, initial=self.global_step, disable=not self.progress, unit=unit,
+                         dynamic_ncols=True, smoothing=0.1)
+        self._show = show if show is not None else {"ret": curve_key}
+        self._t0, self._step0 = time.time(), self.global_step
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once the run should end: total_steps reached, a stop signal, time limit or callback."""
+        return self.global_step >= self.cfg.total_steps or bool(self.stop) or self._ended_early
+
+    @property
+    def sps(self) -> float:
+        return (self.global_step - self._step0) / max(time.time() - self._t0, 1e-9)
+
+    def end_update(self, steps: int, *, score: Optional[float] = None, metrics: Optional[Metrics] = None,
+                   force_log: bool = False) -> None:
+        """Count one update of ``steps`` environment steps, then apply the rules of the module docstring:
+        best.pt if ``score`` is the best so far, metrics when due (``metrics`` may be a function, called
+        only then), latest.pt when due, and the time limit and callback."""
+        self.global_step += steps
+        self.update += 1
+        if self._bar is not None:
+            self._bar.update(steps)
+        if score is not None and score > self.best:
+            self.best = score
+            self.checkpoint("best")
+        if self.cfg.time_limit and time.time() - self._t0 > self.cfg.time_limit:
+            self._ended_early = True
+        if self.callback is not None and self.callback(self):
+            self._ended_early = True
+        if metrics is not None and (force_log or self.update % self.cfg.log_every == 0 or self.done):
+            self.log(metrics() if callable(metrics) else metrics)
+        if self.update % self.cfg.checkpoint_every == 0:
+            self.checkpoint("latest")
+
+    def skip_update(self, steps: int, metrics: dict[str, float]) -> None:
+        """Count the ``steps`` of an update that was skipped (its data was used up, the weights did not
+        change, e.g. a non-finite loss) and log ``metrics`` at once."""
+        self.global_step += steps
+        if self._bar is not None:
+            self._bar.update(steps)
+        self.log(metrics)
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Write ``metrics`` (plus ``sps``) at the current step."""
+        metrics = {**metrics, "sps": self.sps}
+        if self._logger is not None:
+            self._logger.log(self.global_step, metrics)
+        if self._bar is not None:
+            self._bar.set_postfix(sps=f"{metrics['sps']:.0f}", **{label: f"{metrics[k]:.3g}"
+                                                                 for label, k in self._show.items() if k in metrics})
+
+    # ---- checkpoints and the end -------------------------------------------------------------------
+    def normalizer_states(self) -> list[dict]:
+        """The current observation / reward normaliser states of the tracked environment(s)."""
+        return self._normalizers()
+
+    def payload(self) -> dict[str, Any]:
+        """Everything a checkpoint holds: config, spaces, weights, optimizer, normalisers, counters, RNG."""
+        obs_space, action_space = self._spaces
+        return {"config": to_dict(self.cfg), "obs_space": space_to_dict(obs_space),
+                "action_space": space_to_dict(action_space), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
+                "normalizers": self.normalizer_states(), "global_step": self.global_step, "update": self.update,
+                "rng": rng_state(), "best_return": self.best}
+
+    def checkpoint(self, name: str) -> Path:
+        """Write checkpoints/<name>.pt atomically."""
+        path = self.run_dir / "checkpoints" / f"{name}.pt"
+        save_checkpoint(path, self.payload())
+        return path
+
+    def finish(self, **result: Any) -> dict[str, Any]:
+        """Write latest.pt (and best.pt if the run never had one), close the logger and the bar, and
+        return the run's summary with ``result`` added."""
+        self.checkpoint("latest")
+        if self.best == -math.inf:                 # never had a score: best = the final weights
+            self.checkpoint("best")
+        self.close()
+        return {"global_step": self.global_step, "best_return": self.best, "interrupted": self.stop.received,
+                **result}
+
+    def close(self) -> None:
+        """Close the progress bar and the logger (which draws the learning curve). Idempotent."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._logger is not None:
+            self._logger.close()
+            self._logger = None
