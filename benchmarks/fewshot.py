@@ -13,7 +13,6 @@ setting, and prints the markdown table of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -22,12 +22,8 @@ Run it alone (``flock /tmp/srwm_heavy.lock ...`` on the shared machine).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cli_runs import read_rows, run_until  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "srwm-rl")
 
@@ -59,37 +57,22 @@ TASKS = {
 }
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def train_until(task: str, seed: int, extra: str, max_steps: int, max_seconds: float, target) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"impala-{task}-s{seed}-")) / "run"
     cmd = [CLI, "train", "--algo", "impala", *shlex.split(TASKS[task]["flags"]), *shlex.split(extra),
            "--seed", str(seed), "--total_steps", str(max_steps), "--checkpoint_every", "20",
            "--run_dir", str(run_dir), "--no-progress"]
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    reached = None
-    try:
-        while proc.poll() is None:
-            rows = read_rows(run_dir / "metrics.csv")
-            ret = [float(r["episode_return"]) for r in rows if r.get("episode_return")]
-            if target is not None and ret and ret[-1] >= target:
-                reached = {"steps": int(rows[-1]["global_step"]), "wall_s": round(time.time() - t0, 1)}
-                break
-            if time.time() - t0 > max_seconds:
-                break
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    t0, reached = time.time(), None
+
+    def stop(rows: list[dict]) -> bool:
+        nonlocal reached
+        ret = [float(r["episode_return"]) for r in rows if r.get("episode_return")]
+        if target is not None and ret and ret[-1] >= target:
+            reached = {"steps": int(rows[-1]["global_step"]), "wall_s": round(time.time() - t0, 1)}
+            return True
+        return time.time() - t0 > max_seconds
+
+    out = run_until(cmd, run_dir / "metrics.csv", stop)
     rows = read_rows(run_dir / "metrics.csv")
     if not rows:
         raise SystemExit(f"{task} seed {seed}: no metrics; output:\n{out[-3000:]}")

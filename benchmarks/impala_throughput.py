@@ -19,17 +19,16 @@ comparable inside one invocation, and timings on a busy machine vary.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cli_runs import after_first_row, read_rows, run_until, steady_sps
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "srwm-rl")
@@ -45,48 +44,27 @@ IMPALA_2CORE = "--impala.num_actors 2 --impala.envs_per_actor 16 --impala.batch_
 PPO_DEFAULT = "--env.num_envs 64 --ppo.num_steps 128 --ppo.num_minibatches 8 --ppo.update_epochs 3"
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def measure(algo: str, extra: str, seconds: float, min_rows: int, chunk: int | None = None) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{algo}-")) / "run"
     chunk_flags = [] if chunk is None else ["--policy.encoder_chunk", str(chunk)]
     cmd = [CLI, "train", "--algo", algo, *NETWORK, *shlex.split(extra), *chunk_flags, "--total_steps", "1000000000",
            "--checkpoint_every", "100000", "--run_dir", str(run_dir), "--no-progress"]
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    t_first, seen = None, 0
-    try:
-        while proc.poll() is None:
-            rows = read_rows(run_dir / "metrics.csv")
-            if rows and t_first is None:
-                t_first = time.time()
-            # PPO checks for signals only while it rolls out: stop it just after an update was logged.
-            fresh = len(rows) > seen or algo != "ppo"
-            seen = len(rows)
-            if t_first is not None and time.time() - t_first >= seconds and len(rows) >= min_rows and fresh:
-                break
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    t0, due, seen = time.time(), after_first_row(seconds, min_rows), [0]
+
+    def stop(rows: list[dict]) -> bool:
+        # stop PPO just after an update was logged, so that the last row closes the measured time
+        fresh, seen[0] = len(rows) > seen[0] or algo != "ppo", len(rows)
+        return due(rows) and fresh
+
+    out = run_until(cmd, run_dir / "metrics.csv", stop)
     wall = time.time() - t0
     rows = read_rows(run_dir / "metrics.csv")
     if len(rows) < 2:
         raise SystemExit(f"{algo}: fewer than 2 metrics rows; output:\n{out[-3000:]}")
-    first, last = rows[0], rows[-1]
-    steps = int(last["global_step"]) - int(first["global_step"])
-    dt = float(last["time"]) - float(first["time"])
+    dt = float(rows[-1]["time"]) - float(rows[0]["time"])
     res = {"algo": algo, "args": extra + ("" if chunk is None else f" --policy.encoder_chunk {chunk}"),
-           "steady_sps": steps / dt, "overall_sps": int(last["global_step"]) / wall,
-           "steps": int(last["global_step"]), "measured_s": round(dt, 1), "wall_s": round(wall, 1),
+           "steady_sps": steady_sps(rows), "overall_sps": int(rows[-1]["global_step"]) / wall,
+           "steps": int(rows[-1]["global_step"]), "measured_s": round(dt, 1), "wall_s": round(wall, 1),
            "rows": len(rows)}
     if algo == "impala":
         lags = [float(r["policy_lag"]) for r in rows[1:] if r.get("policy_lag")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import replace
 
 import pytest
@@ -268,4 +269,12 @@ def test_an_actor_that_keeps_failing_stops_the_run_with_its_error(tmp_path, monk
     monkeypatch.setattr(actor_mod, "make_env", broken_env)   # inherited by the forked actors
     with pytest.raises(actor_mod.ActorFailure, match="the environment server is down"):
         train(replace(small_cfg(max_actor_failures=2), total_steps=10 * 32), tmp_path, progress=False)
+    _no_children_left()
+
+
+def test_time_limit_ends_the_run_with_a_checkpoint(tmp_path):
+    t0 = time.time()
+    result = train(replace(small_cfg(), total_steps=10**9, time_limit=2.0), tmp_path, progress=False)
+    assert time.time() - t0 < 60 and 0 < result["global_step"] < 10**9 and result["interrupted"] is None
+    assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["global_step"] == result["global_step"]
     _no_children_left()
