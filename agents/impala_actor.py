@@ -28,12 +28,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from optree import tree_map
 
 import envs
 from envs.api import empty_obs
 from srwm_rl.nn.cores import State
 from srwm_rl.nn.policy import ActorCritic
+from srwm_rl.nn.tree import tree_map
 from srwm_rl.run.agent import build_policy
 from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
 from srwm_rl.run.harness import StopSignal

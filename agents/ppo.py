@@ -17,11 +17,11 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from optree import tree_map
 
 from agents.algorithm import Algorithm
 from srwm_rl.nn.cores import select_state
 from srwm_rl.nn.policy import obs_to_torch
+from srwm_rl.nn.tree import tree_map
 from srwm_rl.ops.losses import entropy_bonus, ppo_clip_loss, value_loss
 from srwm_rl.ops.returns import gae
 from srwm_rl.run.agent import build_policy, load_agent

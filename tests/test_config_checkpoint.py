@@ -184,3 +184,17 @@ def test_help_renders_for_every_command(capsys):
             main(["--help"] if name is None else [name, "--help"])
         assert e.value.code == 0, name
     assert "--core.kind" in capsys.readouterr().out
+
+
+def test_train_agent_script_is_the_train_command():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "train_agent.py"), "--help"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0 and "usage: train_agent.py" in out.stdout
+    assert "--core.kind" in out.stdout and "--preset" in out.stdout
+    bad = subprocess.run([sys.executable, str(root / "train_agent.py"), "--core.kind", "gru"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "core.kind='gru'" in bad.stderr

@@ -16,18 +16,20 @@ from srwm_rl.app import compare, demo, evaluate, fewshot, train
 from srwm_rl.app.command import Command, UsageError
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("train", "train an agent", train.train_main),
-    Command("presets", "list the named presets", train.presets_main),
-    Command("demo", "train SRWM-PPO on the default in-context task and show its adaptation curve", demo.demo_main),
+    Command("train", "train an agent", train.TrainArgs, train.train_main),
+    Command("presets", "list the named presets", train.PresetsArgs, train.presets_main),
+    Command("demo", "train SRWM-PPO on the default in-context task and show its adaptation curve", demo.DemoArgs,
+            demo.demo_main),
     Command("evaluate", "evaluate a checkpoint on chosen levels or tasks: per-episode CSV, JSON summary, table",
-            evaluate.evaluate_main),
-    Command("record", "record a rollout video (mp4 or gif, headless) with optional overlays", evaluate.record_main),
+            evaluate.EvaluateArgs, evaluate.evaluate_main),
+    Command("record", "record a rollout video (mp4 or gif, headless) with optional overlays", evaluate.RecordArgs,
+            evaluate.record_main),
     Command("adaptation", "return per episode within trials (and bandit regret vs Thompson sampling and UCB1)",
-            compare.adaptation_main),
+            compare.AdaptationArgs, compare.adaptation_main),
     Command("compare", "learning curves of several runs on one plot (mean and spread over seeds)",
-            compare.compare_main),
+            compare.CompareArgs, compare.compare_main),
     Command("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, with "
-            "95% CIs and a plot comparing the runs", fewshot.fewshot_eval_main),
+            "95% CIs and a plot comparing the runs", fewshot.FewshotEvalArgs, fewshot.fewshot_eval_main),
 )}
 
 

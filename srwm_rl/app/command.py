@@ -25,10 +25,12 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Command:
-    """One sub-command: its name, one line of help, and ``main(argv, prog) -> exit status``."""
+    """One sub-command: its name, one line of help, the dataclass of its options, and
+    ``main(argv, prog) -> exit status``, which parses ``argv`` into that dataclass and runs."""
 
     name: str
     help: str
+    options: type
     main: Callable[[list[str], str], int]
 
 

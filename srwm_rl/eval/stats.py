@@ -8,7 +8,6 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 
 from srwm_rl.eval.rollout import EpisodeRecord
 
@@ -21,6 +20,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]
     mean = float(x.mean()) if n else math.nan
     std = float(x.std(ddof=1)) if n > 1 else math.nan
     if n > 1 and std > 0:
+        from scipy import stats                      # imported here: it costs a third of a second
         low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
     elif n > 1:
         low = high = mean

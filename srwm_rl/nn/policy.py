@@ -17,12 +17,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from optree import tree_map
 from torch import Tensor, nn
 
 from srwm_rl.nn.cores import CoreConfig, State, make_core
 from srwm_rl.nn.distributions import Categorical, DiagGaussian
 from srwm_rl.nn.encoders import ENCODERS, make_encoder
+from srwm_rl.nn.tree import tree_map
 
 Obs = Union[Tensor, dict[str, Tensor]]
 

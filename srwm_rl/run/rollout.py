@@ -7,10 +7,10 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
-from optree import tree_map
 
 from srwm_rl.nn.cores import State, select_state
 from srwm_rl.nn.policy import ActorCritic, obs_to_torch
+from srwm_rl.nn.tree import tree_map
 
 
 class EpisodeStats:
