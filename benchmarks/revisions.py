@@ -95,6 +95,7 @@ def main() -> int:
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     ap.add_argument("--seconds", type=float, default=40, help="training time measured per run, after its first log")
     ap.add_argument("--repeats", type=int, default=2, help="runs per revision and case (alternating)")
+    ap.add_argument("--extra", default="", help="flags added to every case (both revisions must know them)")
     ap.add_argument("--json", help="append the results as JSON lines to this file")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="srwm-rev-"))
@@ -104,12 +105,13 @@ def main() -> int:
         sps: dict[str, list[float]] = {"base": [], "new": []}
         for _ in range(args.repeats):
             for name, tree in trees.items():
-                sps[name].append(measure(tree, CASES[case], args.seconds))
+                sps[name].append(measure(tree, f"{CASES[case]} {args.extra}", args.seconds))
                 print(f"{case:16s} {name:4s} {sps[name][-1]:9.0f} steps/s", flush=True)
         base, new = statistics.median(sps["base"]), statistics.median(sps["new"])
-        results.append({"case": case, "base": args.base, "base_sps": sps["base"], "new_sps": sps["new"],
+        results.append({"case": case, "extra": args.extra, "base": args.base, "base_sps": sps["base"], "new_sps": sps["new"],
                         "ratio": new / base})
-    print(f"\nbase = {args.base}, new = the working tree; steady env steps/s, median of {args.repeats} runs each")
+    print(f"\nbase = {args.base}, new = the working tree{', flags ' + args.extra if args.extra else ''}; steady env "
+          f"steps/s, median of {args.repeats} runs each")
     print("| case | base | new | new / base | runs (base; new) |\n|---|---|---|---|---|")
     for r in results:
         runs = f"{', '.join(f'{v:.0f}' for v in r['base_sps'])}; {', '.join(f'{v:.0f}' for v in r['new_sps'])}"

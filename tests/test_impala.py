@@ -11,6 +11,8 @@ import signal
 import time
 from dataclasses import replace
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -217,13 +219,15 @@ def test_nonfinite_loss_is_skipped_then_stops_keeping_the_last_checkpoint(tmp_pa
 
 def test_chunked_encoder_is_the_same_function():
     cfg = small_cfg()
-    env = CountingEnv([3, 4])
-    a = build_policy(replace(cfg, policy=replace(cfg.policy, encoder_chunk=0)), env.observation_space,
-                     env.action_space, "cpu")
-    b = build_policy(replace(cfg, policy=replace(cfg.policy, encoder_chunk=3)), env.observation_space,
-                     env.action_space, "cpu")
+    space, actions = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(3)
+    policy = replace(cfg.policy, encoder="impala", cnn_channels=(4, 4), cnn_features=8)
+    a = build_policy(replace(cfg, policy=replace(policy, encoder_chunk=0)), space, actions, "cpu")
+    b = build_policy(replace(cfg, policy=replace(policy, encoder_chunk=3)), space, actions, "cpu")
     b.load_state_dict(a.state_dict())
-    x = torch.randn(5, 2, 3)
+    assert (a.encoder_chunk, b.encoder_chunk) == (0, 3)
+    env = CountingEnv([3, 4])                               # vector observations: never in chunks
+    assert build_policy(cfg, env.observation_space, env.action_space, "cpu").encoder_chunk == 0
+    x = torch.randint(0, 256, (5, 2, 8, 8, 3), dtype=torch.uint8)
     first = torch.zeros(5, 2, dtype=torch.bool)
     for p in (a, b):
         dist, v, _ = p(x, p.initial_state(2), first)

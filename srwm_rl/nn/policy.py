@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from srwm_rl.nn.cores import CoreConfig, State, make_core
 from srwm_rl.nn.distributions import Categorical, DiagGaussian
-from srwm_rl.nn.encoders import ENCODERS, make_encoder
+from srwm_rl.nn.encoders import ENCODERS, is_image_space, make_encoder
 from srwm_rl.nn.tree import tree_map
 
 Obs = Union[Tensor, dict[str, Tensor]]
@@ -44,7 +44,7 @@ class PolicyConfig:
     prev_reward: bool = True
     """Feed the previous (clipped) reward to the core."""
     encoder_chunk: int = 128
-    """On the CPU, run the observation encoder over at most this many observations at a time (cache-sized activations: the IMPALA CNN's forward + backward over a training batch runs ~2x faster in chunks of 100-200); 0 = the whole batch at once. Same weights, same results."""
+    """On the CPU, run an image encoder over at most this many observations at a time (cache-sized activations: the IMPALA CNN's forward + backward over a training batch runs ~2x faster in chunks of 100-200); 0 = the whole batch at once. Same weights, same results; vector encoders always take the whole batch."""
 
     def validate(self) -> list[str]:
         errs = []
@@ -80,7 +80,7 @@ class ActorCritic(nn.Module):
         self.obs_space, self.action_space = obs_space, action_space
         main = obs_space["obs"] if isinstance(obs_space, gym.spaces.Dict) else obs_space
         self.encoder = make_encoder(cfg.encoder, main, cfg)
-        self.encoder_chunk = cfg.encoder_chunk
+        self.encoder_chunk = cfg.encoder_chunk if is_image_space(main) else 0   # chunks only help convolutions
         # The wrapper always provides both; feed only those the config asks for.
         self.extras = [k for k in ("prev_action", "prev_reward")
                        if getattr(cfg, k) and isinstance(obs_space, gym.spaces.Dict) and k in obs_space.spaces]

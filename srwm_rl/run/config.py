@@ -41,7 +41,7 @@ class EnvConfig:
     normalize_obs: bool = False
     """Normalise vector observations with running statistics (saved in checkpoints)."""
     normalize_reward: bool = True
-    """Scale rewards by a running estimate of the return's standard deviation (saved in checkpoints); keeps value targets near unit scale, which bounded cores (LSTM) need to learn."""
+    """Scale rewards by a running estimate of the standard deviation of the return, discounted with the algorithm's own gamma (saved in checkpoints); keeps value targets near unit scale, which bounded cores (LSTM) need to learn."""
     num_levels: int = 200
     """Procgen: number of training levels (0 = the full distribution)."""
     start_level: int = 0
