@@ -4,8 +4,9 @@
       config.json            the full TrainConfig
       metrics.csv            one row per log step (wide; the header grows if new metrics appear)
       tb/                    TensorBoard event files (appended to on --resume)
-      checkpoints/latest.pt  written atomically; best.pt when the recent return improves
-      learning_curve.png     episode return against environment steps
+      checkpoints/latest.pt  written atomically; best.pt at the best selection score (the harness's rules,
+                             srwm_rl/run/harness.py)
+      learning_curve.png     the run's curve metric (episode return, or held-out accuracy) against steps
 """
 from __future__ import annotations
 
