@@ -19,19 +19,27 @@ from srwm_rl.run.environment import make_env
 from srwm_rl.run.harness import Run
 
 
+def probe_env(cfg: RunConfig):
+    """Build one environment of the run (no step taken); a ValueError names what is wrong with it."""
+    try:
+        return make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
+    except (ValueError, KeyError, ImportError) as e:
+        raise ValueError(f"env.id={cfg.env.id!r}: {e}") from None
+
+
 def probe_env_and_policy(cfg: RunConfig) -> None:
     """Build one environment and the actor-critic (no step taken), so that mismatches such as an image
     encoder on vector observations fail before the run directory is created. ValueError names them."""
-    env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
+    env = probe_env(cfg)
     try:
         build_policy(cfg, env.observation_space, env.action_space, "cpu")
     finally:
         env.close()
 
 
-def probe_env(cfg: RunConfig) -> None:
-    """Build one environment (no step taken); ValueError names what is wrong with it."""
-    make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1).close()
+def probe_env_only(cfg: RunConfig) -> None:
+    """The probe of algorithms that bring their own networks: the environment alone."""
+    probe_env(cfg).close()
 
 
 @dataclass(frozen=True)

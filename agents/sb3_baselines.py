@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from agents.algorithm import Algorithm, probe_env
+from agents.algorithm import Algorithm, probe_env_only
 from agents.ppo import PPOConfig
 from srwm_rl.run.environment import make_env
 from srwm_rl.run.harness import Run
@@ -86,10 +86,10 @@ def _train(run: Run, model_class: Callable[[], type], policies: dict[str, str]) 
 
 SB3_PPO = Algorithm(
     name="sb3-ppo", summary="Stable-Baselines3 PPO (feed-forward baseline)", section="ppo", config=PPOConfig,
-    probe=probe_env, train=lambda run: _train(run, _ppo, {"dict": "MultiInputPolicy", "image": "CnnPolicy",
+    probe=probe_env_only, train=lambda run: _train(run, _ppo, {"dict": "MultiInputPolicy", "image": "CnnPolicy",
                                                           "vector": "MlpPolicy"}))
 SB3_RECURRENT_PPO = Algorithm(
     name="sb3-recurrent-ppo", summary="sb3-contrib RecurrentPPO (LSTM baseline)", section="ppo", config=PPOConfig,
-    probe=probe_env, train=lambda run: _train(run, _recurrent_ppo, {"dict": "MultiInputLstmPolicy",
+    probe=probe_env_only, train=lambda run: _train(run, _recurrent_ppo, {"dict": "MultiInputLstmPolicy",
                                                                     "image": "CnnLstmPolicy",
                                                                     "vector": "MlpLstmPolicy"}))
