@@ -8,6 +8,17 @@ One update, top to bottom:
      sequences through the core from the stored start state with the episode masks, so gradients
      flow through every step of the unroll (SRWM self-modifications included).
   4. Clipped surrogate + value loss - entropy bonus, gradient-norm clipping, Adam.
+
+Guards (srwm_rl/run/guards.py): an update whose rollout holds a non-finite reward or observation, or
+whose loss or gradients are non-finite, is skipped (the weights stay as they were) and counted;
+``max_nonfinite`` in a row stop the run naming the first cause. Non-finite observations are replaced
+by zeros for acting, so the policy never samples from a non-finite distribution.
+
+Exact resume: every checkpoint holds what the loop carries between updates - the observations, the
+``first`` flags and the core's memory at the rollout boundary, the episode statistics and a snapshot
+of the environments (envs/snapshot.py) - so N steps + --resume to 2N is bit-identical to 2N steps on
+the CPU. Environments without a snapshot (Procgen, async vectorisation) are re-seeded on resume
+instead, which changes the episodes (the weights, optimiser, normalisers and RNGs still continue).
 """
 from __future__ import annotations
 
@@ -19,6 +30,7 @@ import numpy as np
 import torch
 
 from agents.algorithm import Algorithm
+from envs.snapshot import env_state, load_env_state
 from srwm_rl.nn.cores import select_state
 from srwm_rl.nn.policy import obs_to_torch
 from srwm_rl.nn.tree import tree_map
@@ -26,6 +38,8 @@ from srwm_rl.ops.losses import entropy_bonus, ppo_clip_loss, value_loss
 from srwm_rl.ops.returns import gae
 from srwm_rl.run.agent import build_policy, load_agent
 from srwm_rl.run.environment import make_env, normalizer_state
+from srwm_rl.run.guards import (NonFiniteError, NonFiniteGuard, nonfinite_data, nonfinite_grads, nonfinite_loss,
+                                nonfinite_params)
 from srwm_rl.run.harness import Run, StopSignal
 from srwm_rl.run.rollout import EpisodeStats, bootstrap_truncated
 
@@ -62,10 +76,12 @@ class PPOConfig:
     """Gradient-norm clipping."""
     target_kl: float = 0.0
     """Stop the epochs of an update early when the approximate KL exceeds this; 0 = never."""
+    max_nonfinite: int = 3
+    """Stop with an error after this many updates in a row skipped for non-finite rewards, observations, losses or gradients."""
 
     def validate(self) -> list[str]:
         errs = []
-        for name in ("num_steps", "num_minibatches", "update_epochs"):
+        for name in ("num_steps", "num_minibatches", "update_epochs", "max_nonfinite"):
             if getattr(self, name) < 1:
                 errs.append(f"ppo.{name}={getattr(self, name)}: must be >= 1")
         if not self.learning_rate > 0:
@@ -102,12 +118,17 @@ def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=
 
     A truncated episode's last reward gets ``gamma * V(final obs)``, the value computed from the
     memory before the reset. Stops early (buffer partly filled, value None) when ``stop`` is set.
+    Non-finite observations are stored as they came (the update will be skipped) but the policy acts on
+    zeros in their place; a non-finite output of the policy itself raises NonFiniteError.
     """
     T, device = buf.first.shape[0], buf.first.device
     for t in range(T):
         buf.put_obs(t, obs)
         buf.first[t] = first
-        dist, value, state = policy.step(obs, state, first)
+        dist, value, state = policy.step(_finite(obs), state, first)
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteError(f"the policy's value output became non-finite at step {t} of a rollout "
+                                 f"although its inputs and weights were finite (the core's memory diverged)")
         action = dist.sample()
         buf.actions[t] = action.reshape(buf.actions[t].shape)
         buf.logp[t], buf.values[t] = dist.log_prob(action), value
@@ -119,8 +140,14 @@ def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=
             on_info(info)
         if stop:
             return obs, first, state, None
-    _, next_value, _ = policy.step(obs, state, first)
+    _, next_value, _ = policy.step(_finite(obs), state, first)
     return obs, first, state, next_value
+
+
+def _finite(obs):
+    """``obs`` with non-finite entries replaced by zeros (what the policy acts on)."""
+    return tree_map(lambda v: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+                    if v.is_floating_point() and not bool(torch.isfinite(v).all()) else v, obs)
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -135,14 +162,32 @@ def train(run: Run) -> dict[str, Any]:
     run.set_threads(env.observation_space)
     policy = build_policy(cfg, env.observation_space, env.action_space, device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
-    run.track(policy, optimizer, env.observation_space, env.action_space, env=env)
     T, N = p.num_steps, env.num_envs
-    num_updates = math.ceil(cfg.total_steps / (T * N))
-    obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * run.update), device)
-    first = torch.as_tensor(env.first, device=device)
-    state = policy.initial_state(N, device)
-    buf = Rollout(T, N, obs, env.action_space.shape, device)
     episodes = EpisodeStats(N)
+    carry: dict[str, Any] = {}                 # what the loop carries between updates (exact resume)
+
+    def extra() -> dict[str, Any]:
+        return {"obs": carry["obs"], "first": carry["first"], "state": list(carry["state"]),
+                "episodes": [list(episodes.returns), list(episodes.lengths)], "env": env_state(env)}
+
+    run.track(policy, optimizer, env.observation_space, env.action_space, env=env, extra=extra)
+    num_updates = math.ceil(cfg.total_steps / (T * N))
+    saved = run.resumed_extra
+    if saved is not None and saved.get("env") is not None:
+        load_env_state(env, saved["env"])
+        obs = tree_map(lambda v: v.to(device), saved["obs"])
+        first, state = saved["first"].to(device), tuple(s.to(device) for s in saved["state"])
+        episodes.add(*saved["episodes"])
+    else:                                      # fresh, or an environment without a snapshot: re-seed
+        obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * run.update), device)
+        first = torch.as_tensor(env.first, device=device)
+        state = policy.initial_state(N, device)
+        if saved is not None:
+            run.warn("warning: this environment cannot be snapshotted (Procgen or async vectorisation): "
+                     "the resumed run re-seeds its environments, so it is not identical to an uninterrupted one")
+    carry.update(obs=obs, first=first, state=state)
+    buf = Rollout(T, N, obs, env.action_space.shape, device)
+    guard = NonFiniteGuard(p.max_nonfinite)
     run.start(total=num_updates * T * N)
     try:
         while not run.done:
@@ -150,18 +195,31 @@ def train(run: Run) -> dict[str, Any]:
                 optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - run.update / num_updates)
             state0 = state
             # ---- 1. rollout -----------------------------------------------------------------
-            obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma,
-                                                    episodes.add_info, run.stop)
+            try:
+                obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma,
+                                                        episodes.add_info, run.stop)
+            except NonFiniteError as e:
+                raise NonFiniteError(run.failure_message(str(e), _HINT)) from None
+            state = tuple(s.detach() for s in state)
+            carry.update(obs=obs, first=first, state=state)   # a stop mid-rollout: continue from there
             if next_value is None:
                 break
-            state = tuple(s.detach() for s in state)
-            # ---- 2. advantages -------------------------------------------------------------------
-            adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value, p.gamma, p.gae_lambda)
-            # ---- 3-4. optimise on whole sequences, minibatches split by environment ---------------
-            stats = optimise(policy, optimizer, buf, state0, adv, ret, p)
+            bad = nonfinite_data(reward=buf.rewards, observation=buf.obs)
+            if bad is None:
+                # ---- 2. advantages ---------------------------------------------------------------
+                adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value, p.gamma, p.gae_lambda)
+                # ---- 3-4. optimise on whole sequences, minibatches split by environment -----------
+                stats, bad = optimise(policy, optimizer, buf, state0, adv, ret, p)
+            if bad is not None:
+                run.skip_nonfinite(guard, bad, T * N, hint=_HINT)
+                continue
+            bad = nonfinite_params(policy)
+            if bad is not None:                 # a step cannot be undone: stop before anything is saved
+                raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step", _HINT))
+            guard.ok()
             run.end_update(T * N, score=episodes.score, metrics=lambda: {
                 "episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
-                "learning_rate": optimizer.param_groups[0]["lr"],
+                "learning_rate": optimizer.param_groups[0]["lr"], "nonfinite_skipped": guard.skipped,
                 "explained_variance": explained_variance(buf.values.flatten(), ret.flatten()), **stats,
                 **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}})
         return run.finish(episode_return=episodes.mean_return, policy=policy, normalizers=normalizer_state(env))
@@ -169,8 +227,14 @@ def train(run: Run) -> dict[str, Any]:
         env.close()
 
 
-def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) -> dict[str, float]:
-    """Steps 3-4: ``update_epochs`` passes of minibatches of whole environments' sequences."""
+_HINT = ("If the environment produced it, fix the environment (or clip its rewards with --env.clip_reward); "
+         "otherwise try a lower --ppo.learning_rate or a smaller --ppo.max_grad_norm.")
+
+
+def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) -> tuple[dict[str, float], Optional[str]]:
+    """Steps 3-4: ``update_epochs`` passes of minibatches of whole environments' sequences. Returns the
+    statistics and None, or, at the first minibatch whose loss or gradients are non-finite (its step is
+    not taken, the later ones neither), ({}, the cause)."""
     N = buf.first.shape[1]
     sums: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
                                                     "clip_frac", "grad_norm")}
@@ -187,14 +251,20 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
             ent = entropy_bonus(dist.entropy())
             loss = pg.loss + p.vf_coef * v_loss - p.ent_coef * ent
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
+            bad = nonfinite_loss(loss, {"policy loss": pg.loss, "value loss": v_loss, "entropy": ent})
+            if bad is None:
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
+                bad = None if bool(torch.isfinite(grad_norm)) else nonfinite_grads(policy) or "the gradient norm"
+            if bad is not None:
+                optimizer.zero_grad(set_to_none=True)
+                return {}, bad
             optimizer.step()
             for k, v in zip(sums, (pg.loss, v_loss, ent, pg.approx_kl, pg.clip_frac, grad_norm)):
                 sums[k].append(float(v.detach()))
         if p.target_kl and np.mean(sums["approx_kl"][-p.num_minibatches:]) > p.target_kl:
             break
-    return {k: float(np.mean(v)) for k, v in sums.items()}
+    return {k: float(np.mean(v)) for k, v in sums.items()}, None
 
 
 def _validate(cfg) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Optional
 
 from srwm_rl.app import compare, demo, evaluate, fewshot, train
 from srwm_rl.app.command import Command, UsageError
+from srwm_rl.run.guards import TrainingFailure
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("train", "train an agent", train.TrainArgs, train.train_main),
@@ -42,12 +43,16 @@ def usage(prog: str) -> str:
 
 
 def run_command(name: str, argv: list[str], prog: str) -> int:
-    """Run one command; a UsageError is printed with the command's name and exits with status 2."""
+    """Run one command; a UsageError is printed with the command's name and exits with status 2, a
+    TrainingFailure (non-finite values, a failing environment) with status 1."""
     try:
         return COMMANDS[name].main(argv, prog)
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TrainingFailure as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def main(argv: Optional[list[str]] = None, prog: str = "srwm-rl") -> int:

@@ -21,7 +21,8 @@ from srwm_rl.app.command import UsageError, legacy_flags, parse
 from srwm_rl.app.presets import PRESETS, get_preset
 from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
 from srwm_rl.run.config import from_dict, merge, to_dict
-from srwm_rl.run.runlog import RunDirError, prepare_run_dir, write_json
+from srwm_rl.run.rundir import RunDirError, acquire_lock, prepare_run_dir, release_lock
+from srwm_rl.run.runlog import write_json
 
 # Fields that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit"}
@@ -126,14 +127,21 @@ def train_main(argv: list[str], prog: str) -> int:
     cfg, args, ckpt = parse_train(argv, prog)
     if ckpt is None:
         probe(cfg)
+    run_dir = Path(args.resume) if ckpt is not None else Path(cfg.run_dir or cfg.default_run_dir())
+    try:
+        if ckpt is None:
+            prepare_run_dir(run_dir, overwrite=args.overwrite)
+        acquire_lock(run_dir)                 # held until the run ends; a second trainer exits 2
+    except RunDirError as e:
+        raise UsageError(str(e)) from None
+    try:
+        write_json(run_dir / "config.json", to_dict(cfg))     # on --resume: the new total_steps etc.
         try:
-            run_dir = prepare_run_dir(cfg.run_dir or cfg.default_run_dir(), overwrite=args.overwrite)
+            result = train(cfg, run_dir, resume=ckpt, progress=not args.no_progress)
         except RunDirError as e:
             raise UsageError(str(e)) from None
-        write_json(run_dir / "config.json", to_dict(cfg))
-    else:
-        run_dir = Path(args.resume)
-    result = train(cfg, run_dir, resume=ckpt, progress=not args.no_progress)
+    finally:
+        release_lock(run_dir)
     print(f"run directory : {run_dir}")
     print(f"checkpoint    : {run_dir / 'checkpoints' / 'latest.pt'}")
     print(f"metrics       : {run_dir / 'metrics.csv'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")

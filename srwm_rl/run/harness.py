@@ -23,12 +23,22 @@ The rules, the same for every algorithm:
 * latest.pt: every ``checkpoint_every`` updates, at the end, and after Ctrl-C / SIGTERM.
 * the run ends at ``total_steps``, after ``time_limit`` seconds, on SIGINT / SIGTERM (a second one
   stops at once), or when ``callback(run)`` returns True.
+* ownership: the run directory carries a marker and is locked (srwm_rl/run/rundir.py) while the run is
+  open; a second trainer on it fails with RunDirError. On --resume, metrics.csv rows and TensorBoard
+  events past the checkpoint's step are dropped.
+* finiteness (srwm_rl/run/guards.py): an algorithm skips an update whose data, loss or gradients are
+  non-finite (``skip_nonfinite``: counted, logged as ``nonfinite_skipped``); persistent ones, or
+  non-finite weights, stop the run with NonFiniteError naming the cause. No checkpoint with a
+  non-finite value is ever written.
+* exact resume: ``track(..., extra=f)`` stores ``f()`` (what the loop carries between updates: core
+  memory, observations, environment state) in every checkpoint; ``resumed_extra`` gives it back.
 """
 from __future__ import annotations
 
 import math
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -42,6 +52,8 @@ from srwm_rl.nn.encoders import is_image_space
 from srwm_rl.run.checkpoint import rng_state, save_checkpoint, set_rng_state, space_to_dict
 from srwm_rl.run.config import RunConfig, resolve_device, to_dict
 from srwm_rl.run.environment import load_normalizer_state, normalizer_state
+from srwm_rl.run.guards import NonFiniteError, NonFiniteGuard, nonfinite_state_dict
+from srwm_rl.run.rundir import acquire_lock, release_lock, write_marker
 from srwm_rl.run.runlog import RunLogger
 
 Metrics = Union[dict[str, float], Callable[[], dict[str, float]]]
@@ -114,6 +126,9 @@ class Run:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self._spaces: tuple[Any, Any] = (None, None)
         self._normalizers: Callable[[], list] = list
+        self._extra: Optional[Callable[[], dict]] = None
+        self._latest_step: Optional[int] = self.global_step if resume else None
+        self._locked = False
         self._logger: Optional[RunLogger] = None
         self._bar: Optional[tqdm] = None
         self._show: dict[str, str] = {}
@@ -122,12 +137,18 @@ class Run:
 
     # ---- set-up ------------------------------------------------------------------------------------
     def __enter__(self) -> "Run":
+        acquire_lock(self.run_dir)             # RunDirError when another live process holds it
+        self._locked = True
+        write_marker(self.run_dir)
         self.stop.__enter__()
         return self
 
     def __exit__(self, *exc) -> bool:
         self.stop.__exit__()
         self.close()
+        if self._locked:
+            release_lock(self.run_dir)
+            self._locked = False
         return False
 
     def set_threads(self, obs_space: Optional[gym.Space]) -> int:
@@ -135,11 +156,14 @@ class Run:
         return configure_threads(self.cfg.torch_threads, obs_space, self.device)
 
     def track(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], obs_space, action_space, *,
-              env=None, normalizers: Optional[Callable[[], list]] = None) -> None:
-        """Say what a checkpoint holds (the model, its optimizer, the spaces, and the observation and
-        reward normalisers of ``env`` or those ``normalizers()`` returns). On --resume this loads them
-        from the checkpoint, and the RNG states with them."""
+              env=None, normalizers: Optional[Callable[[], list]] = None,
+              extra: Optional[Callable[[], dict]] = None) -> None:
+        """Say what a checkpoint holds (the model, its optimizer, the spaces, the observation and
+        reward normalisers of ``env`` or those ``normalizers()`` returns, and ``extra()``: what the loop
+        carries between updates). On --resume this loads them from the checkpoint, and the RNG states
+        with them (``extra`` comes back as :attr:`resumed_extra`)."""
         self.model, self.optimizer, self._spaces = model, optimizer, (obs_space, action_space)
+        self._extra = extra
         if env is not None:
             self._normalizers = lambda: normalizer_state(env)
         elif normalizers is not None:
@@ -153,6 +177,11 @@ class Run:
             set_rng_state(self.resume["rng"])
 
     @property
+    def resumed_extra(self) -> Optional[dict]:
+        """The ``extra`` of the checkpoint resumed from (None for a fresh run or a checkpoint without it)."""
+        return self.resume.get("extra") if self.resume else None
+
+    @property
     def resumed_normalizers(self) -> list:
         """The normaliser states of the checkpoint resumed from ([] for a fresh run)."""
         return list(self.resume.get("normalizers", [])) if self.resume else []
@@ -162,7 +191,8 @@ class Run:
         """Open the logger and the progress bar (after any processes are forked: both start threads).
         ``total``: the step count the bar runs to; ``curve_key``: the metric of learning_curve.png;
         ``show``: bar label -> metric, shown beside the speed."""
-        self._logger = RunLogger(self.run_dir, curve_key=curve_key)
+        self._logger = RunLogger(self.run_dir, curve_key=curve_key,
+                                 resume_step=self.global_step if self.resume is not None else None)
         self._bar = tqdm(total=total, initial=self.global_step, disable=not self.progress, unit=unit,
                          dynamic_ncols=True, smoothing=0.1)
         self._show = show if show is not None else {"ret": curve_key}
@@ -207,6 +237,34 @@ class Run:
             self._bar.update(steps)
         self.log(metrics)
 
+    def skip_nonfinite(self, guard: NonFiniteGuard, cause: str, steps: int,
+                       metrics: Optional[dict[str, float]] = None, hint: str = "") -> None:
+        """Count an update skipped because ``cause`` (a guards.nonfinite_* description) was non-finite:
+        its ``steps`` are used up, the weights are unchanged. A warning names the cause at the start of
+        each streak; ``guard.max_in_row`` in a row raise NonFiniteError (the last good checkpoint is kept)."""
+        if guard.in_row == 0:
+            self.warn(f"warning: step {self.global_step}: {cause}; update skipped (weights unchanged)")
+        stop = guard.skip(cause)
+        self.skip_update(steps, {**(metrics or {}), "nonfinite_skipped": guard.skipped})
+        if stop:
+            raise NonFiniteError(self.failure_message(
+                f"{guard.first} (non-finite in {guard.in_row} updates in a row; each was skipped)", hint))
+
+    def failure_message(self, what: str, hint: str = "") -> str:
+        """One paragraph: what stopped the run at which step, which checkpoint is kept, what to try."""
+        latest = self.run_dir / "checkpoints" / "latest.pt"
+        if self._latest_step is not None and latest.exists():
+            kept = (f"The last good checkpoint, {latest} (step {self._latest_step}), is kept; "
+                    f"`--resume {self.run_dir}` continues from it.")
+        else:
+            kept = (f"No checkpoint was written (the run stopped before its first one): remove {self.run_dir} "
+                    f"or start it again with --overwrite.")
+        return " ".join(x for x in (f"Training stopped at step {self.global_step}: {what}.", kept, hint) if x)
+
+    def warn(self, message: str) -> None:
+        """Print ``message`` to stderr without breaking the progress bar."""
+        tqdm.write(message, file=sys.stderr)
+
     def log(self, metrics: dict[str, float]) -> None:
         """Write ``metrics`` (plus ``sps``) at the current step."""
         metrics = {**metrics, "sps": self.sps}
@@ -224,16 +282,26 @@ class Run:
     def payload(self) -> dict[str, Any]:
         """Everything a checkpoint holds: config, spaces, weights, optimizer, normalisers, counters, RNG."""
         obs_space, action_space = self._spaces
-        return {"config": to_dict(self.cfg), "obs_space": space_to_dict(obs_space),
-                "action_space": space_to_dict(action_space), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
-                "normalizers": self.normalizer_states(), "global_step": self.global_step, "update": self.update,
-                "rng": rng_state(), "best_return": self.best}
+        out = {"config": to_dict(self.cfg), "obs_space": space_to_dict(obs_space),
+               "action_space": space_to_dict(action_space), "model": self.model.state_dict(),
+               "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
+               "normalizers": self.normalizer_states(), "global_step": self.global_step, "update": self.update,
+               "rng": rng_state(), "best_return": self.best}
+        if self._extra is not None:
+            out["extra"] = self._extra()
+        return out
 
     def checkpoint(self, name: str) -> Path:
-        """Write checkpoints/<name>.pt atomically."""
+        """Write checkpoints/<name>.pt atomically; NonFiniteError (nothing written) if a weight or an
+        optimiser statistic is non-finite."""
         path = self.run_dir / "checkpoints" / f"{name}.pt"
-        save_checkpoint(path, self.payload())
+        payload = self.payload()
+        bad = nonfinite_state_dict(payload["model"]) or nonfinite_state_dict(payload["optimizer"], "optimizer state")
+        if bad:
+            raise NonFiniteError(self.failure_message(f"refusing to write {path.name} because {bad}"))
+        save_checkpoint(path, payload)
+        if name == "latest":
+            self._latest_step = self.global_step
         return path
 
     def finish(self, **result: Any) -> dict[str, Any]:

@@ -7,6 +7,10 @@
       checkpoints/latest.pt  written atomically; best.pt at the best selection score (the harness's rules,
                              srwm_rl/run/harness.py)
       learning_curve.png     the run's curve metric (episode return, or held-out accuracy) against steps
+      .srwm-rl-run, .srwm-rl-lock   the marker and the lock of srwm_rl/run/rundir.py
+
+On --resume (``resume_step``), metrics.csv rows past the checkpoint's step are dropped and TensorBoard is
+told to purge its events past it, so that no step appears twice or goes backwards after a crash.
 """
 from __future__ import annotations
 
@@ -14,34 +18,13 @@ import csv
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (it exists, or it is missing for --resume)."""
-
-
-def prepare_run_dir(path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create (or reopen for --resume) a run directory; never overwrite one unless asked."""
-    path = Path(path)
-    if resume:
-        if not (path / "checkpoints" / "latest.pt").exists():
-            raise RunDirError(f"--resume {path}: no checkpoint at {path / 'checkpoints' / 'latest.pt'}")
-        return path
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} exists and is not a directory")
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"run directory {path} already exists; pass --overwrite to replace it, "
-                              f"--resume {path} to continue it, or choose another --run_dir")
-        shutil.rmtree(path)
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return path
+from srwm_rl.run.rundir import RunDirError, prepare_run_dir  # noqa: F401 - re-exported (earlier home)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -55,7 +38,7 @@ class RunLogger:
     """Scalars to TensorBoard and metrics.csv, and a learning-curve PNG now and then."""
 
     def __init__(self, run_dir: Path, *, tensorboard: bool = True, plot_every_s: float = 60.0,
-                 curve_key: str = "episode_return"):
+                 curve_key: str = "episode_return", resume_step: Optional[int] = None):
         self.run_dir = Path(run_dir)
         self.csv_path = self.run_dir / "metrics.csv"
         self.rows: list[dict[str, Any]] = []
@@ -65,10 +48,16 @@ class RunLogger:
                 reader = csv.DictReader(f)
                 self.columns = list(reader.fieldnames or [])
                 self.rows = list(reader)
+            if resume_step is not None:                # rows a crash left past the checkpoint
+                kept = [r for r in self.rows if _step_of(r) <= resume_step]
+                if len(kept) != len(self.rows):
+                    self.rows = kept
+                    self._rewrite_csv()
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), **purge)
         self.plot_every_s, self.curve_key, self._last_plot = plot_every_s, curve_key, 0.0
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -127,6 +116,13 @@ def plot_curve(path: Path, x, y, *, ylabel: str, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _step_of(row: dict[str, Any]) -> float:
+    try:
+        return float(row.get("global_step") or math.inf)
+    except ValueError:
+        return math.inf
 
 
 def _is_nan(v) -> bool:
