@@ -33,6 +33,7 @@ from srwm_rl.nn.fewshot import FewshotModel
 from srwm_rl.run.agent import config_from_checkpoint
 from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
 from srwm_rl.run.config import RunConfig
+from srwm_rl.run.guards import NonFiniteError, NonFiniteGuard, nonfinite_grads, nonfinite_loss, nonfinite_params
 from srwm_rl.run.harness import Run
 
 EVAL_SEED = 20_220_205          # fixed evaluation tasks, so successive evaluations are comparable
@@ -217,6 +218,7 @@ def train(run: Run) -> dict[str, Any]:
     run.start(total=num_updates * per_update, unit="ex", curve_key=select or "accuracy",
               show={"loss": "loss", "acc": "accuracy"})
     last: dict[str, float] = {}
+    guard = NonFiniteGuard()
     while not run.done:
         update = run.update
         if f.anneal_lr:
@@ -226,9 +228,21 @@ def train(run: Run) -> dict[str, Any]:
         batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
         loss, stats = sequence_loss(model, batch, f.loss_on, device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), f.max_grad_norm or math.inf)
+        bad = nonfinite_loss(loss)
+        if bad is None:
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), f.max_grad_norm or math.inf)
+            bad = None if torch.isfinite(grad_norm) else nonfinite_grads(model) or "the gradient norm"
+        if bad is not None:                      # skipped and counted; 3 in a row stop the run
+            optimizer.zero_grad(set_to_none=True)
+            run.skip_nonfinite(guard, bad, per_update, hint="Try a lower --fewshot.learning_rate.")
+            continue
+        guard.ok()
         optimizer.step()
+        bad = nonfinite_params(model)
+        if bad is not None:
+            raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step",
+                                                     "Try a lower --fewshot.learning_rate."))
         last = {**stats, "grad_norm": float(grad_norm), "learning_rate": optimizer.param_groups[0]["lr"]}
         evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or update + 1 == num_updates
         if evaluated:

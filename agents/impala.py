@@ -20,6 +20,18 @@ Reward clipping and the previous reward as an input come from the environment wr
 (``env.clip_reward``, ``policy.prev_reward``), so the actors' policy sees exactly what the learner sees.
 Observation / reward normalisers (``env.normalize_*``) run inside each actor with its own running
 statistics; checkpoints keep the latest an actor reported, and resumed or replacement actors start from them.
+
+Failures are loud: a non-finite batch, loss or gradient skips the update (``max_nonfinite`` in a row stop
+the run); an actor whose environment raises or returns non-finite values is printed, counted and
+replaced, and too many failures in a window stop the run with the environment's error
+(``agents/impala_actor.py``).
+
+Reproducibility: the same seed gives the same run only as far as the actors' timing allows (which
+actor's unroll reaches the learner first, and with which policy lag, depends on the OS scheduler).
+A checkpoint holds the learner's weights, optimiser, counters, RNGs and the latest normaliser states;
+it does not hold the actors' environments or core memories: resumed actors start new episodes from
+seeds derived from (seed, actor, update), so a resumed run is a valid continuation but not identical
+to an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -34,11 +46,13 @@ import torch.multiprocessing as mp
 
 import envs
 from agents.algorithm import Algorithm
-from agents.impala_actor import ActorPool, SharedWeights, UnrollBuffers, slots_per_actor
+from agents.impala_actor import ActorFailure, ActorPool, SharedWeights, UnrollBuffers, slots_per_actor
 from srwm_rl.ops import vtrace
 from srwm_rl.ops.losses import entropy_bonus, policy_gradient_loss, value_loss
 from srwm_rl.run.agent import build_policy, load_agent
 from srwm_rl.run.environment import make_env
+from srwm_rl.run.guards import (NonFiniteError, NonFiniteGuard, nonfinite_data, nonfinite_grads, nonfinite_loss,
+                                nonfinite_params)
 from srwm_rl.run.harness import Run
 from srwm_rl.run.rollout import EpisodeStats
 
@@ -82,12 +96,14 @@ class ImpalaConfig:
     max_nonfinite: int = 3
     """Stop with an error after this many non-finite losses in a row (each one's update is skipped)."""
     max_actor_failures: int = 3
-    """Stop with an error when an actor dies this many times in a row before delivering an unroll."""
+    """Stop with the environment's error when actors fail (raise, or die) this many times within the last failure_window unrolls and failures (or one actor this many times in a row)."""
+    failure_window: int = 100
+    """The window of max_actor_failures: the last N events (unrolls delivered or actor failures) of all actors."""
 
     def validate(self) -> list[str]:
         errs = []
         for name in ("num_actors", "envs_per_actor", "batch_size", "unroll_length", "actor_threads",
-                     "max_nonfinite", "max_actor_failures"):
+                     "max_nonfinite", "max_actor_failures", "failure_window"):
             if getattr(self, name) < 1:
                 errs.append(f"impala.{name}={getattr(self, name)}: must be >= 1")
         if self.envs_per_actor >= 1 and self.batch_size % self.envs_per_actor:
@@ -106,7 +122,7 @@ class ImpalaConfig:
         return errs
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     """The learner saw a non-finite loss or gradient in too many updates in a row."""
 
 
@@ -167,9 +183,9 @@ def train(run: Run) -> dict[str, Any]:
                             policy.initial_state(E, torch.device("cpu")))
     run.track(policy, optimizer, obs_space, action_space, normalizers=lambda: pool.normalizers)
     pool = ActorPool(cfg, buffers, SharedWeights(policy, ctx), ctx, k, start_update=run.update,
-                     normalizers=run.resumed_normalizers)
+                     normalizers=run.resumed_normalizers, warn=run.warn)
     episodes = EpisodeStats(ic.num_actors * E)
-    nonfinite_in_row, nonfinite_total = 0, 0
+    guard = NonFiniteGuard(ic.max_nonfinite)
     window = {"lag": [], "wait": 0.0, "busy": 0.0}
     try:
         pool.start()                                  # fork before the logger starts its threads
@@ -177,7 +193,10 @@ def train(run: Run) -> dict[str, Any]:
         while not run.done:
             # ---- 1-2. gather a batch of unrolls -------------------------------------------------
             t0 = time.time()
-            items = pool.gather(batch_slots, run.stop, episodes.add)
+            try:
+                items = pool.gather(batch_slots, run.stop, episodes.add)
+            except ActorFailure as e:
+                raise ActorFailure(run.failure_message(str(e))) from None
             if items is None:
                 break
             batch = buffers.batch([it[1] for it in items], device)
@@ -190,22 +209,29 @@ def train(run: Run) -> dict[str, Any]:
             lr = ic.learning_rate * max(0.0, 1.0 - run.global_step / cfg.total_steps) if ic.anneal_lr \
                 else ic.learning_rate
             optimizer.param_groups[0]["lr"] = lr
-            loss, stats, state = impala_loss(policy, batch, ic)
-            optimizer.zero_grad(set_to_none=True)
+            bad = nonfinite_data(reward=batch["reward"], observation=batch["obs"])
             grad_norm = torch.tensor(math.nan)
-            if torch.isfinite(loss):
+            if bad is None:
+                loss, stats, state = impala_loss(policy, batch, ic)
+                optimizer.zero_grad(set_to_none=True)
+                bad = nonfinite_loss(loss)
+            if bad is None:
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), ic.max_grad_norm)
-            if not torch.isfinite(grad_norm):            # skip the update, keep the weights
+                if not torch.isfinite(grad_norm):
+                    bad = nonfinite_grads(policy) or "the gradient norm"
+            if bad is not None:                          # skip the update, keep the weights
                 optimizer.zero_grad(set_to_none=True)
-                nonfinite_in_row, nonfinite_total = nonfinite_in_row + 1, nonfinite_total + 1
-                run.skip_update(steps_per_batch, {"nonfinite_skipped": nonfinite_total,
-                                                  "loss/total": float(loss.detach())})
-                if nonfinite_in_row >= ic.max_nonfinite:
-                    raise NonFiniteLossError(_nonfinite_message(run, nonfinite_in_row))
+                try:
+                    run.skip_nonfinite(guard, bad, steps_per_batch, hint=_HINT)
+                except NonFiniteError as e:
+                    raise NonFiniteLossError(str(e)) from None
                 continue
-            nonfinite_in_row = 0
+            guard.ok()
             optimizer.step()
+            bad = nonfinite_params(policy)
+            if bad is not None:                          # a step cannot be undone: stop before anything is saved
+                raise NonFiniteLossError(run.failure_message(f"{bad} after the optimiser step", _HINT))
             pool.weights.publish(policy)
             window["busy"] += time.time() - t1
 
@@ -215,7 +241,8 @@ def train(run: Run) -> dict[str, Any]:
                        "learning_rate": lr, "grad_norm": float(grad_norm), **stats,
                        "policy_lag": float(np.mean(lag)), "policy_lag_max": float(np.max(lag)),
                        "learner_wait_frac": window["wait"] / max(window["wait"] + window["busy"], 1e-9),
-                       "actor_restarts": pool.restarts, "nonfinite_skipped": nonfinite_total,
+                       "actor_restarts": pool.restarts, "actor_failures": pool.failures_total,
+                       "nonfinite_skipped": guard.skipped,
                        **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}}
                 window.update(lag=[], wait=0.0, busy=0.0)
                 return out
@@ -225,14 +252,7 @@ def train(run: Run) -> dict[str, Any]:
         pool.close()
 
 
-def _nonfinite_message(run: Run, n: int) -> str:
-    """Keep the last good checkpoint (write the current, still finite, weights only if there is none)."""
-    path = run.run_dir / "checkpoints" / "latest.pt"
-    if not path.exists():
-        run.checkpoint("latest")
-    return (f"IMPALA stopped: the loss or its gradient was non-finite in {n} updates in a row (at step "
-            f"{run.global_step}; each was skipped). The last good checkpoint is {path}. Try a lower "
-            f"--impala.learning_rate, --env.clip_reward 1, or a smaller --impala.max_grad_norm.")
+_HINT = "Try a lower --impala.learning_rate, --env.clip_reward 1, or a smaller --impala.max_grad_norm."
 
 
 ALGORITHM = Algorithm(name="impala", summary="IMPALA / V-trace with asynchronous actor processes", train=train,

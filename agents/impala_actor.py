@@ -13,6 +13,10 @@ Data flow (one learner process, ``num_actors`` actor processes):
   queue) mean that an actor killed at any moment cannot leave a lock held for the others.
 * ``SharedWeights``: the learner's state dict in shared memory behind a sequence lock; an actor
   copies it at the start of each unroll when the version moved, so one unroll uses one policy.
+* Failures: an actor whose environment raises (or returns a non-finite observation or reward) sends
+  its traceback and dies; the pool prints the first traceback of each kind, counts it, and replaces
+  the actor. More than ``max_actor_failures`` failures among the last ``failure_window`` events
+  (unrolls delivered or failures, all actors together) stop the run with the environment's error.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import ctypes
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -36,6 +41,7 @@ from srwm_rl.nn.policy import ActorCritic
 from srwm_rl.nn.tree import tree_map
 from srwm_rl.run.agent import build_policy
 from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
+from srwm_rl.run.guards import TrainingFailure, nonfinite_data
 from srwm_rl.run.harness import StopSignal
 from srwm_rl.run.rollout import bootstrap_truncated
 
@@ -131,6 +137,9 @@ class Actor:
             buf.action[slot, t].copy_(action.reshape(buf.action[slot, t].shape))
             buf.logp[slot, t].copy_(dist.log_prob(action))
             self.obs, reward, term, trunc, info = self.env.step(action.numpy())
+            bad = nonfinite_data(reward=reward, observation=self.obs)
+            if bad is not None:
+                raise ValueError(f"{bad}, in a step of the actor's environments")
             reward = bootstrap_truncated(self.policy, reward, trunc, info, self.state, self.gamma)
             buf.reward[slot, t].copy_(torch.from_numpy(reward))
             buf.done[slot, t].copy_(torch.from_numpy(np.asarray(term | trunc)))
@@ -205,15 +214,16 @@ def actor_main(cfg, actor: int, seed: int, buffers: UnrollBuffers, weights: Shar
             env.close()
 
 
-class ActorFailure(RuntimeError):
-    """An actor kept dying before delivering an unroll."""
+class ActorFailure(TrainingFailure):
+    """Actors failed too often (their environment raised, or they were killed)."""
 
 
 class ActorPool:
     """Starts, watches, replaces and stops the actor processes; routes slots between them and the learner."""
 
     def __init__(self, cfg, buffers: UnrollBuffers, weights: SharedWeights, ctx,
-                 slots_per_actor: int, start_update: int = 0, normalizers: Optional[list] = None):
+                 slots_per_actor: int, start_update: int = 0, normalizers: Optional[list] = None,
+                 warn: Optional[Callable[[str], None]] = None):
         self.cfg, self.buffers, self.weights, self.ctx = cfg, buffers, weights, ctx
         self.n, self.k, self.start_update = cfg.impala.num_actors, slots_per_actor, start_update
         self.stop = ctx.Event()
@@ -224,6 +234,10 @@ class ActorPool:
         self.full = [False] * (self.n * self.k)
         self.errors: dict[int, str] = {}
         self.restarts = 0
+        self.failures_total = 0
+        self.events: deque = deque(maxlen=cfg.impala.failure_window)   # True: a failure, False: an unroll
+        self._seen_errors: set[str] = set()
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.normalizers = normalizers or []   # the latest normaliser states an actor reported
         self.pending: deque = deque()          # delivered unrolls the learner has not taken yet
 
@@ -262,9 +276,15 @@ class ActorPool:
                         _, slot, version, rets, lens, self.normalizers = msg
                         self.full[slot] = True
                         self.failures[i] = 0
+                        self.events.append(False)
                         got.append((i, slot, version, rets, lens))
                     elif msg[0] == "error":
                         self.errors[i] = msg[2]
+                        kind = _last_line(msg[2])
+                        if kind not in self._seen_errors:      # the first of its kind: the whole traceback
+                            self._seen_errors.add(kind)
+                            self.warn(f"warning: IMPALA actor {i} failed (it is replaced; failures are counted):\n"
+                                      f"{msg[2].rstrip()}")
             except Exception:  # noqa: BLE001 - a message cut short by the actor's death
                 pass
             if not self.procs[i].is_alive() and not self.stop.is_set():
@@ -288,10 +308,18 @@ class ActorPool:
         p.join(timeout=1.0)
         self.conns[i].close()
         self.failures[i] += 1
-        if self.failures[i] >= self.cfg.impala.max_actor_failures:
-            err = self.errors.get(i, "(no traceback: the process was killed or crashed)")
-            raise ActorFailure(f"actor {i} died {self.failures[i]} times in a row before delivering an unroll "
-                               f"(last exit code {p.exitcode}); its last error:\n{err}")
+        self.failures_total += 1
+        self.events.append(True)
+        ic = self.cfg.impala
+        in_window = sum(self.events)
+        if self.failures[i] >= ic.max_actor_failures or in_window >= ic.max_actor_failures:
+            err = self.errors.pop(i, None)
+            cause = (f"its environment's error: {_last_line(err)} (traceback above)" if err else
+                     f"no traceback: the process was killed or crashed (exit code {p.exitcode})")
+            raise ActorFailure(f"IMPALA actors failed {in_window} times among the last {len(self.events)} unrolls "
+                               f"and failures (impala.max_actor_failures={ic.max_actor_failures}, "
+                               f"impala.failure_window={ic.failure_window}); the last was actor {i}, {cause}")
+        self.errors.pop(i, None)
         self.restarts += 1
         self.incarnation[i] += 1
         self._start(i)
@@ -330,6 +358,11 @@ class ActorPool:
         for c in self.conns:
             if c is not None:
                 c.close()
+
+
+def _last_line(tb: str) -> str:
+    lines = [x for x in tb.strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else tb
 
 
 def slots_per_actor(num_actors: int, batch_slots: int) -> int:

@@ -53,12 +53,19 @@ def config_from_sources(preset: Optional[str], config_file: Optional[str]) -> Tr
             data = merge(data, get_preset(preset))
         if config_file:
             try:
-                data = merge(data, json.loads(Path(config_file).read_text()))
-            except (OSError, json.JSONDecodeError) as e:
+                loaded = json.loads(Path(config_file).read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise UsageError(f"--config {config_file}: cannot read it as JSON ({e})") from None
+            if not isinstance(loaded, dict):
+                raise UsageError(f"--config {config_file}: expected a JSON object of options nested like "
+                                 f"config.json (e.g. {{\"ppo\": {{\"learning_rate\": 0.001}}}}), got a "
+                                 f"{type(loaded).__name__}")
+            data = merge(data, loaded)
         return from_dict(TrainConfig, data)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--config {config_file}: {e}" if config_file else str(e)) from None
 
 
 def _sources(argv: list[str]) -> argparse.Namespace:

@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from srwm_rl.run.guards import nonfinite_state_dict
+
 FORMAT_VERSION = 1
 
 
@@ -122,20 +124,47 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; clear errors for missing or corrupt files."""
+    """Read a checkpoint written by :func:`save_checkpoint`; clear errors (CheckpointError) for missing,
+    corrupt, foreign or non-finite files, and ValueError for a CUDA ``map_location`` without CUDA."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "latest.pt"
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(map_location)!r}: CUDA is not available on this machine (use cpu)")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":                       # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (srwm-rl checkpoints are the .pt files in "
+                              f"RUN_DIR/checkpoints/){_other_checkpoint(path)}")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        text = str(e)
+        if "Weights only load failed" in text:       # never pass on PyTorch's advice to load it unsafely
+            why = ("it holds objects other than tensors and plain containers, which srwm-rl refuses to load "
+                   "(loading them could run code from the file)")
+        else:
+            why = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read ({why})"
+                              f"{_other_checkpoint(path)}") from None
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an srwm-rl checkpoint of format {FORMAT_VERSION}")
     missing = {"config", "model", "obs_space", "action_space"} - set(data)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
+    bad = nonfinite_state_dict(data["model"]) if isinstance(data["model"], dict) else None
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad}) and is refused"
+                              f"{_other_checkpoint(path)}")
     return data
+
+
+def _other_checkpoint(path: Path) -> str:
+    """'; the run's other checkpoint X exists: ...' for latest.pt <-> best.pt, else ''."""
+    other = {"latest.pt": "best.pt", "best.pt": "latest.pt"}.get(path.name)
+    if other is None or not (path.parent / other).exists():
+        return ""
+    return (f". The run's other checkpoint, {path.parent / other}, exists: evaluate it directly, or copy it "
+            f"over {path.name} to resume from it")

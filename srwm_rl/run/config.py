@@ -100,7 +100,7 @@ class RunConfig:
 
     def validate(self) -> list[str]:
         """All problems, each naming the field, its value and what is allowed."""
-        errs = self.env.validate() + self.policy.validate() + self.core.validate()
+        errs = nonfinite_options(self) + self.env.validate() + self.policy.validate() + self.core.validate()
         if self.total_steps < 1:
             errs.append(f"total_steps={self.total_steps}: must be >= 1")
         if self.log_every < 1 or self.checkpoint_every < 1:
@@ -118,6 +118,21 @@ class RunConfig:
     def default_run_dir(self) -> str:
         env = self.env.id.replace("/", "_").replace(":", "_").replace("+", "_")
         return f"runs/{env}-{self.core.kind}-{self.algo}-s{self.seed}"
+
+
+def nonfinite_options(cfg, prefix: str = "") -> list[str]:
+    """An error for every float option of ``cfg`` (a dataclass, walked into its sections) that is inf or
+    nan: no option means "unbounded" by being infinite (zero does, where documented)."""
+    errs = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            errs += nonfinite_options(v, f"{prefix}{f.name}.")
+        elif isinstance(v, float) and not math.isfinite(v):
+            errs.append(f"{prefix}{f.name}={v}: must be a finite number")
+        elif isinstance(v, tuple) and any(isinstance(x, float) and not math.isfinite(x) for x in v):
+            errs.append(f"{prefix}{f.name}={list(v)}: every value must be a finite number")
+    return errs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -192,7 +207,9 @@ def _coerce(tp, v, name: str):
         if not isinstance(v, bool):
             raise ValueError(f"{name}={v!r}: expected true or false")
         return v
-    if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+    if tp is float:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ValueError(f"{name}={v!r}: expected a number")
         return float(v)
     if origin is dict:
         if not isinstance(v, dict):
