@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
+import gymnasium as gym
+
 from srwm_rl.run.agent import build_policy
 from srwm_rl.run.config import RunConfig
 from srwm_rl.run.environment import make_env
@@ -20,11 +22,38 @@ from srwm_rl.run.harness import Run
 
 
 def probe_env(cfg: RunConfig):
-    """Build one environment of the run (no step taken); a ValueError names what is wrong with it."""
+    """Build one environment of the run and reset it (no step taken), checking that its observation fits
+    its observation space; a ValueError names what is wrong with it."""
     try:
-        return make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
+        env = make_env(cfg.env, cfg.policy, cfg.seed, num_envs=1)
     except (ValueError, KeyError, ImportError) as e:
         raise ValueError(f"env.id={cfg.env.id!r}: {e}") from None
+    try:
+        check_reset(env)
+    except ValueError as e:
+        env.close()
+        raise ValueError(f"env.id={cfg.env.id!r}: {e}") from None
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
+def check_reset(env) -> None:
+    """Reset ``env`` once; ValueError naming the mismatch when its observation does not fit its space."""
+    space = env.observation_space
+    try:
+        obs = env.reset(seed=0)
+    except (ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"reset() failed: {type(e).__name__}: {e} (does the observation returned by reset() "
+                         f"and step() have the shape of observation_space {space}?)") from None
+    spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+    for key, sub in spaces.items():
+        value = obs[key] if key is not None else obs
+        shape = getattr(value, "shape", None)
+        if sub.shape is not None and shape is not None and tuple(shape[1:]) != tuple(sub.shape):
+            raise ValueError(f"reset() returned observations{'' if key is None else f'[{key!r}]'} of shape "
+                             f"{tuple(shape[1:])} but observation_space says {tuple(sub.shape)}")
 
 
 def probe_env_and_policy(cfg: RunConfig) -> None:

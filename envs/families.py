@@ -53,6 +53,8 @@ class EnvFamily:
     """``eval_targets(env_id, trained: dict of options, split, **overrides) -> (targets, description)``."""
     eval_overrides: tuple[str, ...] = ()
     """Keyword overrides ``eval_targets`` accepts (e.g. other games or level ranges)."""
+    has_splits: bool = True
+    """Whether its environments have training and held-out tasks or levels (``--split`` means something)."""
     shard: Callable[[str, int, int], str] = field(default=lambda env_id, actor, envs_per_actor: env_id)
     """``shard(env_id, actor, envs_per_actor)``: the env id that actor runs."""
 
@@ -201,5 +203,5 @@ TASKS = EnvFamily(
 
 GYMNASIUM = EnvFamily(
     name="gymnasium", summary="<gymnasium id> or module:Env-v0   any registered Gymnasium environment",
-    claims=lambda env_id: True, make=_make_gymnasium, options=("vectorization",),
+    claims=lambda env_id: True, make=_make_gymnasium, options=("vectorization",), has_splits=False,
     eval_targets=lambda env_id, trained, split: ([(env_id, {})], {"env_id": env_id, "task_split": None}))

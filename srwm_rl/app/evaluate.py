@@ -27,8 +27,8 @@ Target = Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_
 class Levels:
     """Which levels or tasks (default: the held-out ones)."""
 
-    split: Literal["train", "test"] = "test"
-    """In-context tasks: the task set; Procgen: train = the training levels, test = the 200 levels starting at 1000 (the paper's first unseen block)."""
+    split: Optional[Literal["train", "test"]] = None
+    """In-context tasks: the task set; Procgen: train = the training levels, test = the 200 levels starting at 1000 (the paper's first unseen block). Default: test. Other Gymnasium environments have no splits: they refuse it."""
     games: tuple[str, ...] = ()
     """Procgen games (default: those trained on)."""
     start_level: Optional[int] = None
@@ -91,6 +91,15 @@ def load(target: str, device: str, threads: int = 0):
         raise UsageError(str(e)) from None
 
 
+def split_of(levels: Levels, cfg) -> str:
+    """The split to evaluate: --split, or test by default; UsageError if the environment has no splits."""
+    import envs
+    if levels.split is not None and not envs.family_of(cfg.env.id).has_splits:
+        raise UsageError(f"--split {levels.split}: {cfg.env.id} has no task or level splits (they are a property of "
+                         f"the in-context tasks srwm_rl/... and of Procgen); evaluate it without --split")
+    return levels.split or "test"
+
+
 def run_evaluation(target: str, agent, levels: Levels, rollout: Rollout, num_episodes: int, greedy: bool, **kw):
     """:func:`srwm_rl.eval.evaluate.evaluate` with the command's options; warnings printed, bad options
     a UsageError."""
@@ -98,7 +107,7 @@ def run_evaluation(target: str, agent, levels: Levels, rollout: Rollout, num_epi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            result = evaluate(target, agent=agent, split=levels.split, games=levels.games or None,
+            result = evaluate(target, agent=agent, split=split_of(levels, agent[0]), games=levels.games or None,
                               start_level=levels.start_level, num_levels=levels.num_levels,
                               distribution_mode=levels.distribution_mode, num_episodes=num_episodes,
                               trial_episodes=kw.pop("trial_episodes", levels.trial_episodes),
@@ -120,7 +129,7 @@ def tag(levels: Levels, rollout: Rollout) -> str:
     if levels.start_level is not None or levels.num_levels is not None:
         num = levels.num_levels if levels.num_levels is not None else "x"
         return f"levels{levels.start_level or 0}+{num}-s{rollout.seed}"
-    return f"{levels.split}-s{rollout.seed}"
+    return f"{levels.split or 'test'}-s{rollout.seed}"
 
 
 # ---- evaluate ---------------------------------------------------------------------------------------
@@ -165,7 +174,8 @@ def evaluate_main(argv: list[str], prog: str) -> int:
 def print_summary(summary: dict[str, Any]) -> None:
     lv = summary["levels"]
     where = (f"levels [{lv['start_level']}, {lv['start_level'] + lv['num_levels']})" if lv.get("num_levels")
-             else "all levels" if "num_levels" in lv else f"task split {lv.get('task_split') or '-'}")
+             else "all levels" if "num_levels" in lv else f"task split {lv['task_split']}" if lv.get("task_split")
+             else "its one distribution (no task or level splits)")
     print(f"{summary['checkpoint']}  ({summary['core']}, {summary['global_step']:,} steps)  on {where}, "
           f"{'greedy' if summary['deterministic'] else 'sampled'} actions"
           + (f", trials of {summary['trial_episodes']} episodes" if summary["trial_episodes"] else ""))
@@ -209,6 +219,8 @@ class RecordArgs:
     """Stop after this many steps."""
     sample: Flag = False
     """Sample actions (default: greedy, as in the paper)."""
+    overwrite: Flag = False
+    """Replace the video file if it exists (default: refuse)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
 
@@ -229,9 +241,11 @@ def record_main(argv: list[str], prog: str) -> int:
     else:
         path = run_dir_of(args.target) / "videos" / f"{tag(lv, args.rollout)}.{'gif' if args.gif else 'mp4'}"
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not args.overwrite:
+        raise UsageError(f"{path} exists; pass --overwrite to replace it, or choose another --out")
     try:
         writer = VideoWriter(path, fps=args.fps)        # the path is checked here, before any rollout
-        per_game, _ = eval_env_overrides(cfg, lv.split, lv.games or None, lv.start_level, lv.num_levels,
+        per_game, _ = eval_env_overrides(cfg, split_of(lv, cfg), lv.games or None, lv.start_level, lv.num_levels,
                                          lv.distribution_mode, lv.trial_episodes)
     except (ValueError, ImportError) as e:
         raise UsageError(str(e)) from None

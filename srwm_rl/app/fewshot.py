@@ -72,17 +72,17 @@ def evaluate_supervised(algorithm, args) -> int:
     import torch
     if args.rollout.threads:
         torch.set_num_threads(args.rollout.threads)
-    run_dir = run_dir_of(args.target)
-    out = Path(args.out) if args.out else run_dir / "eval" / f"fewshot-{args.levels.split}-s{args.rollout.seed}"
+    run_dir, split = run_dir_of(args.target), args.levels.split or "test"
+    out = Path(args.out) if args.out else run_dir / "eval" / f"fewshot-{split}-s{args.rollout.seed}"
     try:
         result = algorithm.evaluate(args.target, num_tasks=args.num_episodes, seed=args.rollout.seed,
-                                    device=args.rollout.device, split=args.levels.split)
+                                    device=args.rollout.device, split=split)
     except (CheckpointError, ValueError, ImportError) as e:
         raise UsageError(str(e)) from None
     result["label"] = result["core"]
-    write_results([result], out, f"{run_dir.name}: {args.levels.split} classes")
+    write_results([result], out, f"{run_dir.name}: {split} classes")
     print(f"{run_dir}  (few-shot learner, {result['core']} core, {result['global_step']} examples) on "
-          f"{args.levels.split} classes, {args.num_episodes} tasks per source")
+          f"{split} classes, {args.num_episodes} tasks per source")
     print(format_table([result]))
     print(f"\nwritten: {out / 'fewshot_eval.json'}, {out / 'fewshot_eval.png'}")
     return 0
