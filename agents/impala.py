@@ -209,7 +209,7 @@ def train(run: Run) -> dict[str, Any]:
             lr = ic.learning_rate * max(0.0, 1.0 - run.global_step / cfg.total_steps) if ic.anneal_lr \
                 else ic.learning_rate
             optimizer.param_groups[0]["lr"] = lr
-            bad = nonfinite_data(reward=batch["reward"], observation=batch["obs"])
+            bad = nonfinite_data(observation=batch["obs"], reward=batch["reward"])
             grad_norm = torch.tensor(math.nan)
             if bad is None:
                 loss, stats, state = impala_loss(policy, batch, ic)

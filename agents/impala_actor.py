@@ -137,7 +137,7 @@ class Actor:
             buf.action[slot, t].copy_(action.reshape(buf.action[slot, t].shape))
             buf.logp[slot, t].copy_(dist.log_prob(action))
             self.obs, reward, term, trunc, info = self.env.step(action.numpy())
-            bad = nonfinite_data(reward=reward, observation=self.obs)
+            bad = nonfinite_data(observation=self.obs, reward=reward)
             if bad is not None:
                 raise ValueError(f"{bad}, in a step of the actor's environments")
             reward = bootstrap_truncated(self.policy, reward, trunc, info, self.state, self.gamma)

@@ -204,7 +204,7 @@ def train(run: Run) -> dict[str, Any]:
             carry.update(obs=obs, first=first, state=state)   # a stop mid-rollout: continue from there
             if next_value is None:
                 break
-            bad = nonfinite_data(reward=buf.rewards, observation=buf.obs)
+            bad = nonfinite_data(observation=buf.obs, reward=buf.rewards)
             if bad is None:
                 # ---- 2. advantages ---------------------------------------------------------------
                 adv, ret = gae(buf.rewards, buf.values, buf.dones, next_value, p.gamma, p.gae_lambda)

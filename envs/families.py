@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -152,15 +154,32 @@ PROCGEN = EnvFamily(
 
 # ---- Gymnasium ids, and the in-context tasks among them ------------------------------------------
 
+def import_env_module(module: str) -> None:
+    """Import the ``module`` of a ``module:Env-v0`` id (it registers the env), from the installed packages
+    and PYTHONPATH only: the current directory is left out of the search even where Python would put it
+    in (``python -m``, a script run from it), so that an env id in a checkpoint from elsewhere never runs
+    a file that happens to lie in the directory a command is started from."""
+    here = {"", ".", os.getcwd()}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p not in here and os.path.abspath(p) != os.getcwd()]
+    try:
+        importlib.import_module(module)
+    finally:
+        sys.path[:] = saved
+
+
 def check_gymnasium_id(env_id: str) -> None:
-    """Import ``module:`` prefixes, then ValueError with close matches unless the id is registered."""
+    """Import ``module:`` prefixes (:func:`import_env_module`), then ValueError with close matches unless
+    the id is registered."""
     name = env_id
     if ":" in env_id:
         module, name = env_id.split(":", 1)
         try:
-            importlib.import_module(module)
+            import_env_module(module)
         except ImportError as err:
-            raise ValueError(f"env_id={env_id!r}: cannot import module {module!r} ({err})") from err
+            raise ValueError(f"env_id={env_id!r}: cannot import module {module!r} ({err}); env modules are "
+                             f"imported from the installed packages and PYTHONPATH, never from the current "
+                             f"directory (add its directory to PYTHONPATH)") from err
     if name not in gymnasium.registry:
         close = difflib.get_close_matches(name, list(gymnasium.registry), n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else ""

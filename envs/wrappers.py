@@ -122,8 +122,15 @@ class RunningMeanStd:
         self.count = float(epsilon)
 
     def update(self, batch: np.ndarray) -> None:
+        """Add a batch; rows holding a non-finite value are left out (one NaN must not poison the
+        statistics for good - the training loop reports and skips it)."""
         batch = np.asarray(batch, np.float64)
+        finite = np.isfinite(batch.reshape(batch.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            batch = batch[finite]
         n = batch.shape[0]
+        if n == 0:
+            return
         b_mean, b_var = batch.mean(axis=0), batch.var(axis=0)
         delta, total = b_mean - self.mean, self.count + n
         self.mean = self.mean + delta * n / total
