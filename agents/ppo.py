@@ -126,9 +126,7 @@ def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=
         buf.put_obs(t, obs)
         buf.first[t] = first
         dist, value, state = policy.step(_finite(obs), state, first)
-        if not bool(torch.isfinite(value).all()):
-            raise NonFiniteError(f"the policy's value output became non-finite at step {t} of a rollout "
-                                 f"although its inputs and weights were finite (the core's memory diverged)")
+        _check_output(value, t)
         action = dist.sample()
         buf.actions[t] = action.reshape(buf.actions[t].shape)
         buf.logp[t], buf.values[t] = dist.log_prob(action), value
@@ -142,6 +140,13 @@ def collect(policy, env, buf: Rollout, obs, first, state, gamma: float, on_info=
             return obs, first, state, None
     _, next_value, _ = policy.step(_finite(obs), state, first)
     return obs, first, state, next_value
+
+
+def _check_output(value: torch.Tensor, t: int) -> None:
+    """NonFiniteError if the policy's value [N] at rollout step ``t`` is non-finite (its inputs were not)."""
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"the policy's value output became non-finite at step {t} of a rollout "
+                             f"although its inputs and weights were finite (the core's memory diverged)")
 
 
 def _finite(obs):

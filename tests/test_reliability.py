@@ -295,6 +295,30 @@ def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 8 * 64       # no step twice, none backwards
 
 
+@pytest.mark.slow
+def test_kill_9_between_checkpoints_then_resume(tmp_path):
+    """A real kill -9 of a training process: the lock dies with it, and the resumed run's metrics.csv
+    has every step once, in order, with nothing past the checkpoint from before the kill."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "srwm_rl.app.cli", "train", "--env.id", "CartPole-v1", *TINY,
+           "--total_steps", "1000000", "--checkpoint_every", "8", "--run_dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not ((run / "checkpoints" / "latest.pt").exists()
+                                               and len(metric_steps(run)) % 8 == 3):
+            time.sleep(0.05)
+    finally:
+        proc.kill()                                     # SIGKILL: no handler runs
+        proc.wait()
+    ckpt = load_checkpoint(run)
+    assert max(metric_steps(run)) > ckpt["global_step"]     # rows past the checkpoint were left behind
+    total = ckpt["global_step"] + 4 * 32
+    assert cli("train", "--resume", str(run), "--total_steps", str(total), "--no-progress") == 0
+    steps = metric_steps(run)
+    assert steps == sorted(set(steps)) and steps[-1] == total
+
+
 def test_ppo_n_steps_then_resume_to_2n_is_bit_identical_to_2n_straight(tmp_path):
     cfg = small_cfg()
     train(replace(cfg, total_steps=4 * 64), tmp_path / "a", progress=False)

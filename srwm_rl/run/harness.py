@@ -53,7 +53,7 @@ from srwm_rl.run.checkpoint import rng_state, save_checkpoint, set_rng_state, sp
 from srwm_rl.run.config import RunConfig, resolve_device, to_dict
 from srwm_rl.run.environment import load_normalizer_state, normalizer_state
 from srwm_rl.run.guards import NonFiniteError, NonFiniteGuard, nonfinite_state_dict
-from srwm_rl.run.rundir import acquire_lock, release_lock, write_marker
+from srwm_rl.run.rundir import LOCK, acquire_lock, is_run_dir, release_lock, write_marker
 from srwm_rl.run.runlog import RunLogger
 
 Metrics = Union[dict[str, float], Callable[[], dict[str, float]]]
@@ -139,7 +139,8 @@ class Run:
     def __enter__(self) -> "Run":
         acquire_lock(self.run_dir)             # RunDirError when another live process holds it
         self._locked = True
-        write_marker(self.run_dir)
+        if is_run_dir(self.run_dir) or all(p.name == LOCK for p in self.run_dir.iterdir()):
+            write_marker(self.run_dir)         # never mark a folder of someone else's files as ours
         self.stop.__enter__()
         return self
 
