@@ -1,4 +1,4 @@
-"""What the finiteness guards cost PPO (issue 15): training speed with the guards on and off, in one process.
+"""What the finiteness guards cost PPO: training speed with the guards on and off, in one process.
 
     .venv/bin/python benchmarks/guards.py                       # preset cartpole-novel, 5 pairs
     .venv/bin/python benchmarks/guards.py --preset darkroom --pairs 3 --updates 6

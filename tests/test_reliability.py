@@ -1,4 +1,4 @@
-"""Nothing lost, nothing hidden: each case a hostile but fair user tried (issue 15) reproduced and checked.
+"""Nothing lost, nothing hidden: each case a hostile but fair user tried, reproduced and checked.
 
 Non-finite values (PPO, IMPALA, checkpoints, options), run-directory ownership (marker, lock,
 --overwrite), metrics after a crash, exact resume, failing environments, and clear messages for bad input.
