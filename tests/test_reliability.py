@@ -134,6 +134,23 @@ def test_nan_observations_are_never_acted_on_and_stop_ppo_naming_them(tmp_path, 
     assert code == 1 and "observation" in err and "probability tensor" not in err, err
 
 
+def test_fewshot_non_finite_losses_are_skipped_then_stop(tmp_path, monkeypatch):
+    import agents.fewshot as fewshot
+    orig, calls = fewshot.sequence_loss, {"n": 0}
+
+    def loss_fn(*args, **kwargs):
+        loss, stats = orig(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * math.nan if calls["n"] >= 3 else loss), stats
+    monkeypatch.setattr(fewshot, "sequence_loss", loss_fn)
+    cfg = TrainConfig(algo="fewshot", device="cpu", torch_threads=1, total_steps=10**6, checkpoint_every=1,
+                      core=CoreConfig(kind="lstm", hidden_size=16))
+    with pytest.raises(NonFiniteError, match=r"the loss \(nan\).*3 updates in a row"):
+        train(replace(cfg, fewshot=replace(cfg.fewshot, eval_every=0, batch_size=4)), tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["update"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
 @pytest.mark.parametrize("flag", ["--ppo.learning_rate", "--ppo.gamma", "--env.clip_reward", "--time_limit"])
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_non_finite_options_are_rejected(tmp_path, capsys, flag, value):
@@ -293,6 +310,10 @@ def test_metrics_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     train(replace(cfg, total_steps=8 * 64), tmp_path, resume=ckpt, progress=False)
     steps = metric_steps(tmp_path)
     assert steps == sorted(set(steps)) and steps[-1] == 8 * 64       # no step twice, none backwards
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()                                                   # TensorBoard purged the orphaned events
+    assert [e.step for e in events.Scalars("loss/policy")] == [64 * (i + 1) for i in range(8)]
 
 
 @pytest.mark.slow
