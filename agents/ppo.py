@@ -9,8 +9,9 @@ One update, top to bottom:
      flow through every step of the unroll (SRWM self-modifications included).
   4. Clipped surrogate + value loss - entropy bonus, gradient-norm clipping, Adam.
 
-Guards (srwm_rl/run/guards.py): an update whose rollout holds a non-finite reward or observation, or
-whose loss or gradients are non-finite, is skipped (the weights stay as they were) and counted;
+Guards (srwm_rl/run/guards.py): an update whose rollout holds a non-finite reward or observation is
+skipped whole; one whose loss or gradients turn non-finite stops at that minibatch (its step and the
+later ones are not taken; earlier minibatches' steps stay). Both are counted as skipped;
 ``max_nonfinite`` in a row stop the run naming the first cause. Non-finite observations are replaced
 by zeros for acting, so the policy never samples from a non-finite distribution.
 
@@ -178,8 +179,7 @@ def train(run: Run) -> dict[str, Any]:
     run.track(policy, optimizer, env.observation_space, env.action_space, env=env, extra=extra)
     num_updates = math.ceil(cfg.total_steps / (T * N))
     saved = run.resumed_extra
-    if saved is not None and saved.get("env") is not None:
-        load_env_state(env, saved["env"])
+    if saved is not None and saved.get("env") is not None and _restored(env, saved["env"], run):
         obs = tree_map(lambda v: v.to(device), saved["obs"])
         first, state = saved["first"].to(device), tuple(s.to(device) for s in saved["state"])
         episodes.add(*saved["episodes"])
@@ -230,6 +230,16 @@ def train(run: Run) -> dict[str, Any]:
         return run.finish(episode_return=episodes.mean_return, policy=policy, normalizers=normalizer_state(env))
     finally:
         env.close()
+
+
+def _restored(env, snapshot: dict, run: Run) -> bool:
+    """Load the environments' snapshot; False (with a warning) where it does not fit them."""
+    try:
+        load_env_state(env, snapshot)
+        return True
+    except (ValueError, KeyError, AttributeError, TypeError) as e:
+        run.warn(f"warning: the checkpoint's environment snapshot does not fit ({e}); re-seeding instead")
+        return False
 
 
 _HINT = ("If the environment produced it, fix the environment (or clip its rewards with --env.clip_reward); "
