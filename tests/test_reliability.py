@@ -221,6 +221,19 @@ def test_overwrite_replaces_a_run_directory(cartpole_run, tmp_path):
     assert not (run / "checkpoints" / "old.pt").exists() and (run / MARKER).exists()
 
 
+def test_run_directories_are_recognised_by_marker_or_as_earlier_versions_wrote_them(tmp_path):
+    from srwm_rl.run.rundir import is_run_dir
+    assert is_run_dir(ROOT / "tests" / "data" / "legacy_0_1" / "ppo")       # 0.1: no marker, only run files
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "config.json").write_text("{}")
+    (mixed / "thesis.tex").write_text("precious")
+    assert not is_run_dir(mixed)
+    with Run(small_cfg(), mixed) as run:                 # the harness does not claim someone else's folder
+        assert run is not None
+    assert not (mixed / MARKER).exists() and not is_run_dir(mixed)
+
+
 def hold_lock(run: Path) -> subprocess.Popen:
     """Another process that holds the run directory's lock until killed."""
     code = (f"import sys, time; from srwm_rl.run.rundir import acquire_lock; acquire_lock({str(run)!r}); "
