@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all test-kernels bench venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The Triton SRWM kernel's tests (marker triton) under Triton's CPU interpreter. Installs the gpu
+# extra (triton, ~1 GB) into the venv on first use; kept out of `make test` (the interpreter is slow).
+$(VENV)/.installed-gpu: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,gpu]"
+	touch $@
+
+test-kernels: $(VENV)/.installed-gpu
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m triton
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

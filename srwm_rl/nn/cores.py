@@ -50,7 +50,7 @@ class CoreConfig:
     beta_init: float = 0.0
     """SRWM: mean of the initial w_b, i.e. the initial bias of the learning-rate logits (negative = slow)."""
     impl: str = "auto"
-    """SRWM recurrence path: auto (fastest measured on the device), pure, lean (memory-lean backward), fused."""
+    """SRWM recurrence path: auto (fastest measured on the device), pure, lean (memory-lean backward), fused (CPU kernel), triton (GPU kernel, needs the gpu extra)."""
     detach_every_step: bool = False
     """SRWM ablation: detach the state after every step, as the authors' RL code (no gradient through self-modification)."""
     reset_every_unroll: bool = False
@@ -68,8 +68,8 @@ class CoreConfig:
             errs.append(f"core.hidden_size={self.hidden_size}: must be divisible by core.num_heads={self.num_heads}")
         if self.norm not in NORMS:
             errs.append(f"core.norm={self.norm!r}: must be one of {list(NORMS)}")
-        if self.impl not in ("auto", "fused", *SRWM_IMPLS):
-            errs.append(f"core.impl={self.impl!r}: must be one of {['auto', 'fused', *SRWM_IMPLS]}")
+        if self.impl not in ("auto", *SRWM_IMPLS):
+            errs.append(f"core.impl={self.impl!r}: must be one of {['auto', *SRWM_IMPLS]}")
         return errs
 
 

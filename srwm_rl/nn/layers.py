@@ -17,8 +17,6 @@ from srwm_rl.ops.srwm_lean import srwm_unroll_lean
 
 Unroll = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], tuple[Tensor, Tensor]]
 
-# Implementations of the SRWM recurrence on the concatenated layout, all with the same contract.
-SRWM_IMPLS: dict[str, Unroll] = {"pure": srwm_unroll_cat, "lean": srwm_unroll_lean}
 NORMS = ("none", "pre", "post")
 
 
@@ -31,24 +29,57 @@ def _fused() -> Optional[Unroll]:
     return srwm_unroll_fused if fused_available() else None
 
 
-def resolve_impl(impl: str, device: torch.device) -> Unroll:
-    """Pick the SRWM path: 'pure', 'lean', 'fused' or 'auto'.
+def _triton(device: torch.device) -> Optional[Unroll]:
+    """The Triton kernel if it can run on ``device`` here (triton installed; CUDA, or the
+    interpreter for CPU tensors), else None."""
+    from srwm_rl.ops.srwm_triton import srwm_unroll_triton, triton_available
+    return srwm_unroll_triton if triton_available(device) else None
 
-    'auto' is the fastest measured path (benchmarks/srwm_core.py, BENCHMARKS.md): the fused kernel on
-    the CPU (forward + backward ~1x nn.LSTM), else the lean path (about half the pure path's time and
-    O(T*H*d) saved memory; on CUDA both are plain PyTorch).
+
+# Implementations of the SRWM recurrence on the concatenated layout, all with the same contract:
+# name -> loader(device) returning the unroll function, or None when it cannot run there.
+SRWM_IMPLS: dict[str, Callable[[torch.device], Optional[Unroll]]] = {
+    "pure": lambda device: srwm_unroll_cat,
+    "lean": lambda device: srwm_unroll_lean,
+    "fused": lambda device: _fused(),
+    "triton": _triton,
+}
+# 'auto': the first implementation that can run, per device type, fastest measured first
+# (benchmarks/srwm_core.py and benchmarks/gpu_check.sh, BENCHMARKS.md); lean elsewhere.
+AUTO_ORDER: dict[str, tuple[str, ...]] = {"cpu": ("fused", "lean"), "cuda": ("triton", "lean")}
+FALLBACK = "lean"
+
+
+def resolve_impl(impl: str, device: torch.device) -> Unroll:
+    """Pick the SRWM path: 'auto' or a name in SRWM_IMPLS ('pure', 'lean', 'fused', 'triton').
+
+    'auto' is the fastest measured path: the fused kernel on the CPU (forward + backward ~1x
+    nn.LSTM), the Triton kernel on CUDA when triton is installed, else the lean path (about half
+    the pure path's time and O(T*H*d) saved memory). A named path that cannot run here warns once
+    and the lean path runs.
     """
-    if impl == "auto":
-        fused = _fused() if device.type == "cpu" else None
-        return fused if fused is not None else srwm_unroll_lean
-    if impl == "fused":
-        fused = _fused()
-        if fused is None:
-            warnings.warn("srwm impl 'fused' is unavailable here (see the warning above for why); "
-                          "using the 'lean' path", stacklevel=2)
-            return srwm_unroll_lean
-        return fused
-    return SRWM_IMPLS[impl]
+    for name in AUTO_ORDER.get(device.type, (FALLBACK,)) if impl == "auto" else (impl,):
+        unroll = SRWM_IMPLS[name](device)
+        if unroll is not None:
+            return unroll
+    if impl != "auto":
+        _warn_unavailable(impl, device)
+    return SRWM_IMPLS[FALLBACK](device)
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_unavailable(impl: str, device: torch.device) -> None:
+    if (impl, device.type) in _warned:
+        return
+    _warned.add((impl, device.type))
+    why = ""
+    if impl == "triton":
+        from srwm_rl.ops.srwm_triton import triton_unavailable_reason
+        why = f" ({triton_unavailable_reason(device)})"
+    warnings.warn(f"srwm impl {impl!r} is unavailable on {device.type}{why}; using the {FALLBACK!r} path",
+                  RuntimeWarning, stacklevel=3)
 
 
 class FeedForward(nn.Module):

@@ -16,7 +16,11 @@ Paths, all computing the same function:
 - :func:`srwm_rl.ops.srwm_fused.srwm_unroll_fused` - the same algorithm as one native CPU kernel for
   the whole unroll (built on first use; falls back to the pure path when it cannot be built).
 
-:func:`srwm_rl.nn.layers.resolve_impl` picks among them ('auto': fused on the CPU, lean elsewhere).
+- :func:`srwm_rl.ops.srwm_triton.srwm_unroll_triton` - the same algorithm as one Triton kernel per
+  direction (CUDA; CPU tensors under TRITON_INTERPRET=1); needs the optional `gpu` extra.
+
+:func:`srwm_rl.nn.layers.resolve_impl` picks among them ('auto': fused on the CPU, triton on CUDA
+when installed, lean otherwise).
 """
 from __future__ import annotations
 

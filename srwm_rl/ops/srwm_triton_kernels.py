@@ -45,32 +45,6 @@ def _store4(base, a, b, c, e, rows, cols, cols4, d, m):
 
 
 @triton.jit
-def _vecmat(v, M):
-    """Row vector times matrix: v [R] @ M [R, C] -> [C]."""
-    return tl.sum(v[:, None] * M, axis=0)
-
-
-@triton.jit
-def _matvec(M, v):
-    """Matrix times column vector: M [R, C] @ v [C] -> [R]."""
-    return tl.sum(M * v[None, :], axis=1)
-
-
-@triton.jit
-def _pick(v4, cols4, j):
-    """Entry j of a length-4 vector, as a scalar."""
-    return tl.sum(tl.where(cols4 == j, v4, 0.0), axis=0)
-
-
-@triton.jit
-def _softmax(z, cmask):
-    z = tl.where(cmask, z, float("-inf"))
-    z = z - tl.max(z, axis=0)
-    ez = tl.where(cmask, tl.exp(z), 0.0)
-    return ez / tl.sum(ez, axis=0)
-
-
-@triton.jit
 def srwm_fwd_kernel(x_ptr, w0_ptr, delta_ptr, rst_ptr, slot_ptr,
                     y_ptr, dout_ptr, wfin_ptr, q_ptr, k_ptr, beta_ptr, u_ptr, pre_ptr,
                     T, B, H, d,
@@ -98,16 +72,27 @@ def srwm_fwd_kernel(x_ptr, w0_ptr, delta_ptr, rst_ptr, slot_ptr,
                 wy, wq, wk, wb = _load4(w0_base, rows, cols, cols4, d, m)
         vec = (t * N + n) * d
         x = tl.load(x_ptr + vec + rows, mask=rows < d, other=0.0)
-        y = _vecmat(x, wy)
-        q = _softmax(_vecmat(x, wq), cmask)
-        k = _softmax(_vecmat(x, wk), cmask)
-        beta = tl.sigmoid(_vecmat(x, wb))                              # [4]
-        dqk = q - k
-        uy, uq, uk, ub = _vecmat(dqk, wy), _vecmat(dqk, wq), _vecmat(dqk, wk), _vecmat(dqk, wb)
-        wy += k[:, None] * (_pick(beta, cols4, 0) * uy)[None, :]
-        wq += k[:, None] * (_pick(beta, cols4, 1) * uq)[None, :]
-        wk += k[:, None] * (_pick(beta, cols4, 2) * uk)[None, :]
-        wb += k[:, None] * (_pick(beta, cols4, 3) * ub)[None, :]
+        y = tl.sum(x[:, None] * wy, axis=0)
+        zq = tl.where(cmask, tl.sum(x[:, None] * wq, axis=0), float("-inf"))   # softmax over d
+        zk = tl.where(cmask, tl.sum(x[:, None] * wk, axis=0), float("-inf"))
+        q = tl.where(cmask, tl.exp(zq - tl.max(zq, axis=0)), 0.0)
+        k = tl.where(cmask, tl.exp(zk - tl.max(zk, axis=0)), 0.0)
+        q = q / tl.sum(q, axis=0)
+        k = k / tl.sum(k, axis=0)
+        beta = tl.sigmoid(tl.sum(x[:, None] * wb, axis=0))                # [4]
+        b0 = tl.sum(tl.where(cols4 == 0, beta, 0.0), axis=0)              # the four rates as scalars
+        b1 = tl.sum(tl.where(cols4 == 1, beta, 0.0), axis=0)
+        b2 = tl.sum(tl.where(cols4 == 2, beta, 0.0), axis=0)
+        b3 = tl.sum(tl.where(cols4 == 3, beta, 0.0), axis=0)
+        dqk = q - k                                                       # u = v - vbar = (q - k) @ W
+        uy = tl.sum(dqk[:, None] * wy, axis=0)
+        uq = tl.sum(dqk[:, None] * wq, axis=0)
+        uk = tl.sum(dqk[:, None] * wk, axis=0)
+        ub = tl.sum(dqk[:, None] * wb, axis=0)
+        wy += k[:, None] * (b0 * uy)[None, :]                             # W + outer(k, beta_j * u_j)
+        wq += k[:, None] * (b1 * uq)[None, :]
+        wk += k[:, None] * (b2 * uk)[None, :]
+        wb += k[:, None] * (b3 * ub)[None, :]
         tl.store(y_ptr + vec + cols, y, mask=cmask)
         if SAVE:
             tl.store(q_ptr + vec + cols, q, mask=cmask)
@@ -156,7 +141,10 @@ def srwm_bwd_kernel(x_ptr, wfin_ptr, q_ptr, k_ptr, beta_ptr, u_ptr, pre_ptr, rst
         uq = tl.load(ubase + d + cols, mask=cmask, other=0.0)
         uk = tl.load(ubase + 2 * d + cols, mask=cmask, other=0.0)
         ub = tl.load(ubase + 3 * d + cols4)
-        b0, b1, b2, b3 = _pick(beta, cols4, 0), _pick(beta, cols4, 1), _pick(beta, cols4, 2), _pick(beta, cols4, 3)
+        b0 = tl.load(beta_ptr + (t * N + n) * 4)                          # the four rates as scalars
+        b1 = tl.load(beta_ptr + (t * N + n) * 4 + 1)
+        b2 = tl.load(beta_ptr + (t * N + n) * 4 + 2)
+        b3 = tl.load(beta_ptr + (t * N + n) * 4 + 3)
         ey, eq, ek, eb = b0 * uy, b1 * uq, b2 * uk, b3 * ub
         # W before step t (the inverse of the rank-1 update).
         wy -= k[:, None] * ey[None, :]
@@ -164,14 +152,19 @@ def srwm_bwd_kernel(x_ptr, wfin_ptr, q_ptr, k_ptr, beta_ptr, u_ptr, pre_ptr, rst
         wk -= k[:, None] * ek[None, :]
         wb -= k[:, None] * eb[None, :]
         # Through W_new = W + outer(k, e): dk and de.
-        g_k = _matvec(gwy, ey) + _matvec(gwq, eq) + _matvec(gwk, ek) + _matvec(gwb, eb)
-        gey, geq, gek, geb = _vecmat(k, gwy), _vecmat(k, gwq), _vecmat(k, gwk), _vecmat(k, gwb)
+        g_k = tl.sum(gwy * ey[None, :] + gwq * eq[None, :] + gwk * ek[None, :], axis=1) \
+            + tl.sum(gwb * eb[None, :], axis=1)
+        gey = tl.sum(k[:, None] * gwy, axis=0)
+        geq = tl.sum(k[:, None] * gwq, axis=0)
+        gek = tl.sum(k[:, None] * gwk, axis=0)
+        geb = tl.sum(k[:, None] * gwb, axis=0)
         guy, guq, guk, gub = gey * b0, geq * b1, gek * b2, geb * b3
         gb0, gb1 = tl.sum(gey * uy, axis=0), tl.sum(geq * uq, axis=0)
         gb2, gb3 = tl.sum(gek * uk, axis=0), tl.sum(geb * ub, axis=0)
         g_beta = tl.where(cols4 == 0, gb0, tl.where(cols4 == 1, gb1, tl.where(cols4 == 2, gb2, gb3)))
         # Through u = (q - k) @ W.
-        g_qk = _matvec(wy, guy) + _matvec(wq, guq) + _matvec(wk, guk) + _matvec(wb, gub)
+        g_qk = tl.sum(wy * guy[None, :] + wq * guq[None, :] + wk * guk[None, :], axis=1) \
+            + tl.sum(wb * gub[None, :], axis=1)
         dqk = q - k
         gwy += dqk[:, None] * guy[None, :]
         gwq += dqk[:, None] * guq[None, :]
@@ -187,7 +180,8 @@ def srwm_bwd_kernel(x_ptr, wfin_ptr, q_ptr, k_ptr, beta_ptr, u_ptr, pre_ptr, rst
         gsq = q * (g_q - tl.sum(g_q * q, axis=0))
         gsk = k * (g_k - tl.sum(g_k * k, axis=0))
         gsb = g_beta * beta * (1.0 - beta)
-        gx = _matvec(wy, gsy) + _matvec(wq, gsq) + _matvec(wk, gsk) + _matvec(wb, gsb)
+        gx = tl.sum(wy * gsy[None, :] + wq * gsq[None, :] + wk * gsk[None, :], axis=1) \
+            + tl.sum(wb * gsb[None, :], axis=1)
         tl.store(gx_ptr + vec + rows, gx, mask=rmask)
         x = tl.load(x_ptr + vec + rows, mask=rmask, other=0.0)
         gwy += x[:, None] * gsy[None, :]
@@ -200,7 +194,8 @@ def srwm_bwd_kernel(x_ptr, wfin_ptr, q_ptr, k_ptr, beta_ptr, u_ptr, pre_ptr, rst
                 acc = gacc_ptr + n * d * m
                 ay, aq, ak, ab = _load4(acc, rows, cols, cols4, d, m)
                 _store4(acc, ay + gwy, aq + gwq, ak + gwk, ab + gwb, rows, cols, cols4, d, m)
-                gwy, gwq, gwk, gwb = tl.zeros_like(gwy), tl.zeros_like(gwq), tl.zeros_like(gwk), tl.zeros_like(gwb)
+                gwy, gwq, gwk, gwb = tl.zeros_like(wy), tl.zeros_like(wq), tl.zeros_like(wk), \
+                    tl.zeros_like(wb)
                 slot = tl.load(slot_ptr + t * B + b).to(tl.int64)
                 if slot >= 0:                                             # W after step t - 1
                     wy, wq, wk, wb = _load4(pre_ptr + (slot * H + h) * d * m, rows, cols, cols4, d, m)
