@@ -15,7 +15,6 @@ Paths, all computing the same function:
   (O(T*H*d) saved memory).
 - :func:`srwm_rl.ops.srwm_fused.srwm_unroll_fused` - the same algorithm as one native CPU kernel for
   the whole unroll (built on first use; falls back to the pure path when it cannot be built).
-
 - :func:`srwm_rl.ops.srwm_triton.srwm_unroll_triton` - the same algorithm as one Triton kernel per
   direction (CUDA; CPU tensors under TRITON_INTERPRET=1); needs the optional `gpu` extra.
 
