@@ -144,10 +144,11 @@ def impala_loss(policy, batch: dict[str, Any], ic: ImpalaConfig) -> tuple[torch.
     loss = T * B * (pg + ic.baseline_cost * v_loss - ic.entropy_cost * ent)
     with torch.no_grad():
         rho = vt.log_rhos.exp()
-        stats = {"loss/policy": float(pg), "loss/value": float(v_loss), "loss/entropy": float(ent),
-                 "loss/total": float(loss), "vtrace/rho_mean": float(rho.mean()),
-                 "vtrace/rho_clip_frac": float((rho > (ic.clip_rho_threshold or math.inf)).float().mean()),
-                 "vtrace/vs_mean": float(vt.vs.mean()), "value_mean": float(values[:T].mean())}
+        values_ = torch.stack([pg, v_loss, ent, loss, rho.mean(),
+                               (rho > (ic.clip_rho_threshold or math.inf)).float().mean(), vt.vs.mean(),
+                               values[:T].mean()]).tolist()             # one device sync, not one per value
+        stats = dict(zip(("loss/policy", "loss/value", "loss/entropy", "loss/total", "vtrace/rho_mean",
+                          "vtrace/rho_clip_frac", "vtrace/vs_mean", "value_mean"), values_))
     return loss, stats, tuple(x.detach() for x in state)
 
 

@@ -65,13 +65,26 @@ class UnrollBuffers:
         self.T, self.E, self.slots = T, E, slots
 
     def batch(self, slots: list[int], device) -> dict[str, Any]:
-        """Copy the given slots into one time-major batch of B = len(slots) * E sequences on ``device``."""
+        """Copy the given slots into one time-major batch of B = len(slots) * E sequences on ``device``.
+
+        For a CUDA learner the slots are gathered into pinned (page-locked) host memory and copied
+        asynchronously; PyTorch's caching host allocator keeps a pinned block until its copy is done."""
+        device = torch.device(device)
+
+        def gather(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+            if device.type != "cuda":
+                return torch.cat(parts, dim=dim).to(device)
+            shape = list(parts[0].shape)
+            shape[dim] = sum(p.shape[dim] for p in parts)
+            out = torch.empty(shape, dtype=parts[0].dtype, pin_memory=True)
+            return torch.cat(parts, dim=dim, out=out).to(device, non_blocking=True)
+
         def cat(buf):
-            return torch.cat([buf[s] for s in slots], dim=1).to(device, non_blocking=True)
+            return gather([buf[s] for s in slots], 1)
 
         return {"obs": tree_map(cat, self.obs), "first": cat(self.first), "action": cat(self.action),
                 "logp": cat(self.logp), "reward": cat(self.reward), "done": cat(self.done),
-                "state": tuple(torch.cat([s[i] for i in slots], 0).to(device) for s in self.state)}
+                "state": tuple(gather([s[i] for i in slots], 0) for s in self.state)}
 
 
 class SharedWeights:
@@ -87,8 +100,13 @@ class SharedWeights:
 
     @torch.no_grad()
     def publish(self, module: torch.nn.Module) -> int:
+        state = module.state_dict()
+        if any(v.device.type == "cuda" for v in state.values()):
+            # All device-to-host copies in flight at once (into pinned memory), then one wait.
+            state = {k: v.to("cpu", non_blocking=True) for k, v in state.items()}
+            torch.cuda.synchronize()
         self.seq.value += 1
-        for k, v in module.state_dict().items():
+        for k, v in state.items():
             self.tensors[k].copy_(v)
         self.seq.value += 1
         return self.version

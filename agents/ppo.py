@@ -251,7 +251,7 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
     statistics and None, or, at the first minibatch whose loss or gradients are non-finite (its step is
     not taken, the later ones neither), ({}, the cause)."""
     N = buf.first.shape[1]
-    sums: dict[str, list[float]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
+    sums: dict[str, list[torch.Tensor]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
                                                     "clip_frac", "grad_norm")}
     for _ in range(p.update_epochs):
         for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
@@ -276,10 +276,11 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
                 return {}, bad
             optimizer.step()
             for k, v in zip(sums, (pg.loss, v_loss, ent, pg.approx_kl, pg.clip_frac, grad_norm)):
-                sums[k].append(float(v.detach()))
-        if p.target_kl and np.mean(sums["approx_kl"][-p.num_minibatches:]) > p.target_kl:
+                sums[k].append(v.detach())             # kept on the device: no sync per minibatch
+        if p.target_kl and float(torch.stack(sums["approx_kl"][-p.num_minibatches:]).mean()) > p.target_kl:
             break
-    return {k: float(np.mean(v)) for k, v in sums.items()}, None
+    means = torch.stack([torch.stack(v).double().mean() for v in sums.values()]).tolist()  # one sync
+    return dict(zip(sums, means)), None
 
 
 def _validate(cfg) -> list[str]:
