@@ -168,12 +168,16 @@ def sequence_loss(model: FewshotModel, batch: TaskBatch, loss_on: str, device) -
     with torch.no_grad():
         correct = (logits.argmax(-1) == labels).float()
         shot = batch.shot.to(device)
-        stats = {"loss": float(loss), "accuracy": float(correct.mean()),
-                 "episode_return": float(correct.sum(0).mean()),
-                 "acc_shot1": float(correct[shot == 1].mean()),
-                 "acc_shot2": float(correct[shot == 2].mean()) if (shot == 2).any() else float("nan")}
-        if is_query.any():
-            stats["query_accuracy"] = float(correct[is_query].mean())
+
+        def mean_where(m: torch.Tensor) -> torch.Tensor:       # nan where m is empty, as .mean() of nothing
+            m = m.float()
+            return (correct * m).sum() / m.sum()
+
+        values = {"loss": loss, "accuracy": correct.mean(), "episode_return": correct.sum(0).mean(),
+                  "acc_shot1": mean_where(shot == 1), "acc_shot2": mean_where(shot == 2)}
+        if bool(batch.is_query.any()):                          # decided on the host copy: no device sync
+            values["query_accuracy"] = mean_where(is_query)
+        stats = dict(zip(values, torch.stack(list(values.values())).tolist()))   # one sync, not one per value
     return loss, stats
 
 
