@@ -80,7 +80,7 @@ if [ "$DEVICE" = cpu ]; then
     BENCH_ARGS=(--device cpu --tiny --heads 2x4)
     IMPALA_DEV=cpu
 else
-    BENCH_ARGS=(--budget 130)
+    BENCH_ARGS=(--budget 130 --warps-sweep)
     IMPALA_DEV=cuda
 fi
 

@@ -33,6 +33,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from srwm_rl.ops.srwm import fast_width, srwm_unroll_cat  # noqa: E402
+from srwm_rl.ops import srwm_triton  # noqa: E402
 from srwm_rl.ops.srwm_lean import srwm_unroll_lean  # noqa: E402
 from srwm_rl.ops.srwm_triton import srwm_unroll_triton, triton_unavailable_reason  # noqa: E402
 
@@ -118,6 +119,21 @@ def triton_error(T: int, B: int, H: int, d: int, device) -> float:
     return max((a - b).abs().max().item() for a, b in zip(*outs))
 
 
+def warps_sweep(device, reps: int, tiny: bool = False) -> None:
+    """Triton forward + backward milliseconds for each warps-per-program setting (srwm_triton.NUM_WARPS)."""
+    T, B = (3, 2) if tiny else (50, 256)
+    for H, d in ((8, 16), (4, 32)):
+        bd = max(4, 1 << (d - 1).bit_length())
+        keep = srwm_triton.NUM_WARPS[bd]
+        res = {}
+        for w in (1, 2, 4, 8):
+            srwm_triton.NUM_WARPS[bd] = w
+            res[w] = timer(device, srwm_case(srwm_unroll_triton, T, B, H, d, device)[1], reps)
+        srwm_triton.NUM_WARPS[bd] = keep
+        print(json.dumps({"warps_sweep": f"T={T} B={B} {H}x{d}", "default": keep,
+                          "fwdbwd_ms_by_warps": {w: round(v, 3) for w, v in res.items()}}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -128,6 +144,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     ap.add_argument("--tiny", action="store_true", help="B=2, T=3, one rep: checks the script (CPU interpreter)")
+    ap.add_argument("--warps-sweep", action="store_true",
+                    help="first: triton forward + backward at B=256, T=50, 8x16 and 4x32 for 1, 2, 4, 8 warps per program")
     ap.add_argument("--out", help="write the results as JSON lines to this file")
     args = ap.parse_args()
     if args.tiny:
@@ -138,6 +156,8 @@ def main() -> None:
         print(f"triton path skipped: {triton_unavailable_reason(device)}", flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {name}; torch {torch.__version__}; cudnn {torch.backends.cudnn.version()}", flush=True)
+    if args.warps_sweep and "triton" in paths:
+        warps_sweep(device, args.reps, tiny=args.tiny)
     t_start, rows, stopped = time.time(), [], False
     for T in args.T:
         for B in args.B:

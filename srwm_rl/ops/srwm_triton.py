@@ -61,10 +61,16 @@ def triton_available(device: torch.device | str = "cuda") -> bool:
     return triton_unavailable_reason(device) is None
 
 
+# Warps per program by padded head size. Each step is a chain of small reductions over one
+# [d, d] block, so fewer warps mean fewer cross-warp synchronisations: a first guess, to be tuned
+# on a GPU (benchmarks/srwm_gpu.py --warps-sweep).
+NUM_WARPS: dict[int, int] = {4: 1, 8: 1, 16: 1, 32: 2, 64: 4, 128: 8}
+
+
 def _block(d: int) -> tuple[int, int]:
     """Padded head size (a power of two) and the warps per program for head size d."""
     bd = max(4, 1 << (d - 1).bit_length())
-    return bd, {4: 1, 8: 1, 16: 2, 32: 4, 64: 8}.get(bd, 16)
+    return bd, NUM_WARPS[bd]
 
 
 def _resets(first: Optional[Tensor], T: int, B: int, device) -> tuple[Tensor, Tensor, int]:
