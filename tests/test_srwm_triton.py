@@ -5,13 +5,18 @@ and sets TRITON_INTERPRET=1, so the kernels run on CPU tensors in Triton's inter
 benchmarks/gpu_check.sh on a CUDA machine (no interpreter: the same tests on the real device).
 The interpreter costs ~0.05-0.1 s per (sample, head, step), so sizes are small.
 """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from srwm_reference import reference_unroll
 from srwm_rl.ops.srwm import fast_width, split_blocks, srwm_unroll_cat
-from srwm_rl.ops.srwm_triton import interpreting, srwm_unroll_triton, triton_unavailable_reason
+from srwm_rl.ops.srwm_triton import NUM_WARPS, interpreting, srwm_unroll_triton, triton_unavailable_reason
 
 pytestmark = pytest.mark.triton
 
@@ -185,3 +190,18 @@ def test_layer_with_impl_triton_equals_pure(device):
         grads.append([out.detach(), d_out.detach(), *[p.grad for p in layer.parameters()]])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+@pytest.mark.skipif(not interpreting(), reason="on a GPU machine the other tests compile the kernels for real")
+def test_kernels_compile_for_a_gpu_without_one(tmp_path):
+    """The interpreter accepts code the compiler rejects: compile both kernels to sm_90 cubins (no GPU
+    needed) for every head size with the shipped warps, in a fresh Triton cache, and read their
+    register use (benchmarks/triton_resources.py)."""
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "benchmarks/triton_resources.py", "--quick"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.stdout.count("registers=") == 2 * (len(NUM_WARPS) + 1), res.stdout

@@ -61,10 +61,12 @@ def triton_available(device: torch.device | str = "cuda") -> bool:
     return triton_unavailable_reason(device) is None
 
 
-# Warps per program by padded head size. Each step is a chain of small reductions over one
-# [d, d] block, so fewer warps mean fewer cross-warp synchronisations: a first guess, to be tuned
-# on a GPU (benchmarks/srwm_gpu.py --warps-sweep).
-NUM_WARPS: dict[int, int] = {4: 1, 8: 1, 16: 1, 32: 2, 64: 4, 128: 8}
+# Warps per program by padded head size: the fewest warps (fewer cross-warp synchronisations in the
+# chain of small reductions each step is) whose compiled kernels keep the fast weights and their
+# gradient in registers without spilling, read from sm_90 cubins by benchmarks/triton_resources.py
+# (d = 16: 2 warps, ~115 registers; 1 warp needs 251). d = 64 spills a little even at 8 warps and
+# d = 128 a lot. Speed is still to be measured on a GPU (benchmarks/srwm_gpu.py --warps-sweep).
+NUM_WARPS: dict[int, int] = {4: 1, 8: 1, 16: 2, 32: 4, 64: 8, 128: 16}
 
 
 def _block(d: int) -> tuple[int, int]:

@@ -1,0 +1,95 @@
+"""Compile the Triton SRWM kernels for a GPU without one, and print their registers and spills.
+
+    .venv/bin/python benchmarks/triton_resources.py            # sm_90 (Hopper), every head size and warps
+    .venv/bin/python benchmarks/triton_resources.py --quick    # the shipped warps only (tests use this)
+
+Triton compiles a kernel to a cubin on a machine without a GPU (the x86 wheels ship ptxas); this
+checks that the kernels get through the real compiler (the CPU interpreter accepts code the compiler
+rejects) and reads each cubin's resource usage with the wheel's cuobjdump: registers per thread and
+STACK bytes (spilled registers). Exit 1 when any compile fails. Run without TRITON_INTERPRET.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.pop("TRITON_INTERPRET", None)
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from srwm_rl.ops import srwm_triton_kernels as K  # noqa: E402
+from srwm_rl.ops.srwm_triton import NUM_WARPS  # noqa: E402
+
+
+def signature(fn, consts: dict) -> dict[str, str]:
+    out = {}
+    for name in inspect.signature(fn.fn).parameters:
+        if name in consts:
+            out[name] = "constexpr"
+        elif name in ("rst_ptr", "slot_ptr"):
+            out[name] = "*i32"
+        elif name.endswith("_ptr"):
+            out[name] = "*fp32"
+        else:
+            out[name] = "i32"
+    return out
+
+
+def compile_one(fn, consts: dict, warps: int, arch: int) -> dict:
+    t = time.time()
+    k = triton.compile(ASTSource(fn=fn, signature=signature(fn, consts), constexprs=consts),
+                       target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    res = {"compile_s": round(time.time() - t, 1)}
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if os.path.exists(cuobjdump):
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(k.asm["cubin"])
+            f.flush()
+            usage = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
+        for key in ("REG", "STACK"):
+            m = re.search(rf"{key}:(\d+)", usage)
+            res[key.lower()] = int(m.group(1)) if m else None
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90 = H100/H200)")
+    ap.add_argument("--quick", action="store_true", help="only the shipped warps per head size, plus the "
+                                                         "kernels' other constexpr branches at d = 16")
+    args = ap.parse_args()
+    cases = []
+    for bd, shipped in NUM_WARPS.items():
+        for w in ([shipped] if args.quick else sorted({max(1, shipped // 2), shipped, shipped * 2})):
+            cases.append((bd, w, True))
+    if args.quick:   # the branches without resets, saved tensors or incoming gradients
+        cases.append((16, NUM_WARPS[16], False))
+    failed = 0
+    print(f"triton {triton.__version__}, sm_{args.arch}")
+    for bd, w, flags in cases:
+        for name, fn, consts in (
+                ("forward", K.srwm_fwd_kernel, dict(HAS_FIRST=flags, SAVE=flags, BD=bd)),
+                ("backward", K.srwm_bwd_kernel, dict(HAS_FIRST=flags, HAS_GY=flags, HAS_GDO=flags, BD=bd))):
+            try:
+                res = compile_one(fn, consts, w, args.arch)
+                print(f"{name:8s} BD={bd:3d} warps={w:2d} flags={flags!s:5s} registers={res.get('reg')} "
+                      f"spill_stack_bytes={res.get('stack')} ({res['compile_s']} s)", flush=True)
+            except Exception as exc:  # noqa: BLE001 - report every failure, then exit 1
+                failed += 1
+                print(f"{name:8s} BD={bd:3d} warps={w:2d} flags={flags!s:5s} FAILED: {type(exc).__name__}: "
+                      f"{str(exc)[:2000]}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
