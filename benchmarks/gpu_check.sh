@@ -94,6 +94,12 @@ step srwm-bench 160 bash -c "set -o pipefail; PYTHONUNBUFFERED=1 '$PY' benchmark
     --out '$OUT/srwm_gpu.jsonl' | tee '$OUT/srwm_gpu.md'"
 
 # ---- 4. IMPALA-SRWM on Procgen bigfish, one actor per core --------------------------------------
+# procgen2 ships cp311 wheels only: where it cannot be imported (e.g. a Python 3.12 image), say so.
+if ! "$PY" -c "import procgen" 2>/dev/null; then
+    echo "=== impala: procgen cannot be imported here ($("$PY" --version)); procgen2 0.10.7 has cp311 wheels only"
+    echo "impala unavailable-procgen" >> "$OUT/status.txt"
+    SKIP="$SKIP impala"
+fi
 # --time_limit: the training run stops by itself (with a checkpoint) should the measurement not end it.
 step impala $(( IMPALA_SECONDS + 105 )) "$PY" benchmarks/impala_throughput.py --only impala \
     --seconds "$IMPALA_SECONDS" --json "$OUT/impala.jsonl" \
