@@ -75,18 +75,20 @@ def _block(d: int) -> tuple[int, int]:
     return bd, NUM_WARPS[bd]
 
 
-def _resets(first: Optional[Tensor], T: int, B: int, device) -> tuple[Tensor, Tensor, int]:
-    """rst int32 [T, B] (1 = reset before step t) and slot int32 [T, B] (index of the saved
-    pre-reset weights, -1 where none is saved: no reset, or a reset at t = 0), and the slot count."""
+def _resets(first: Optional[Tensor], T: int, B: int, device) -> tuple[Tensor, Tensor, int, bool]:
+    """rst int32 [T, B] (1 = reset before step t), slot int32 [T, B] (index of the saved pre-reset
+    weights, -1 where none is saved: no reset, or a reset at t = 0), the slot count, and whether
+    there is any reset (read from the device in one sync)."""
     if first is None:
         z = torch.zeros(1, dtype=torch.int32, device=device)
-        return z, z, 0
+        return z, z, 0, False
     rst = first.to(torch.int32)
     later = rst.clone()
     later[0] = 0
     count = later.flatten().cumsum(0).view(T, B)
     slot = torch.where(later.bool(), count - 1, torch.full_like(count, -1)).to(torch.int32)
-    return rst.contiguous(), slot.contiguous(), int(later.sum())
+    n_slots, n_resets = torch.stack([count[-1, -1], rst.sum()]).tolist()
+    return rst.contiguous(), slot.contiguous(), int(n_slots), n_resets > 0
 
 
 def _forward(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor], save: bool):
@@ -95,7 +97,7 @@ def _forward(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor], save
     T, B, H, d = x.shape
     m, n = fast_width(d), B * H
     bd, warps = _block(d)
-    rst, slot, n_slots = _resets(first, T, B, x.device)
+    rst, slot, n_slots, any_reset = _resets(first, T, B, x.device)
     y = x.new_empty(T, B, H, d)
     delta_out = x.new_empty(B, H, d, m)
     if save:
@@ -105,14 +107,14 @@ def _forward(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor], save
         wfin = qs = ks = betas = us = pre = delta_out                   # never written (SAVE=False)
     kern.srwm_fwd_kernel[(n,)](x, w0, delta, rst, slot, y, delta_out, wfin, qs, ks, betas, us, pre,
                                T, B, H, d, HAS_FIRST=first is not None, SAVE=save, BD=bd, num_warps=warps)
-    return y, delta_out, (wfin, qs, ks, betas, us, pre, rst, slot)
+    return y, delta_out, any_reset, (wfin, qs, ks, betas, us, pre, rst, slot)
 
 
 class _SRWMTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Tensor]):
-        y, delta_out, saved = _forward(x, w0, delta, first, save=True)
-        ctx.has_first = first is not None and bool(first.any())
+        y, delta_out, any_reset, saved = _forward(x, w0, delta, first, save=True)
+        ctx.has_first = any_reset
         ctx.save_for_backward(x, *saved)
         return y, delta_out
 
@@ -166,5 +168,5 @@ def srwm_unroll_triton(x: Tensor, w0: Tensor, delta: Tensor, first: Optional[Ten
     first = None if first is None else first.contiguous()
     if torch.is_grad_enabled() and (x.requires_grad or w0.requires_grad or delta.requires_grad):
         return _SRWMTriton.apply(x, w0, delta, first)
-    y, delta_out, _ = _forward(x, w0, delta, first, save=False)
+    y, delta_out, _, _ = _forward(x, w0, delta, first, save=False)
     return y, delta_out
