@@ -145,7 +145,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     ap.add_argument("--tiny", action="store_true", help="B=2, T=3, one rep: checks the script (CPU interpreter)")
     ap.add_argument("--warps-sweep", action="store_true",
-                    help="first: triton forward + backward at B=256, T=50, 8x16 and 4x32 for 1, 2, 4, 8 warps per program")
+                    help="first: triton forward + backward at B=256, T=50, 8x16 and 4x32 "
+                         "for 1, 2, 4, 8 warps per program")
     ap.add_argument("--out", help="write the results as JSON lines to this file")
     args = ap.parse_args()
     if args.tiny:
@@ -167,10 +168,12 @@ def main() -> None:
                     stopped = True
                     break
                 lstm = [timer(device, f, args.reps) for f in lstm_case(T, B, device)]
-                row = {"device": name, "T": T, "B": B, "H": H, "d": d, "lstm_fwd_ms": lstm[0], "lstm_fwdbwd_ms": lstm[1]}
+                row = {"device": name, "T": T, "B": B, "H": H, "d": d,
+                       "lstm_fwd_ms": lstm[0], "lstm_fwdbwd_ms": lstm[1]}
                 for p in paths:
                     fwd, fwd_bwd = srwm_case(PATHS[p], T, B, H, d, device)
-                    row[f"{p}_fwd_ms"], row[f"{p}_fwdbwd_ms"] = timer(device, fwd, args.reps), timer(device, fwd_bwd, args.reps)
+                    row[f"{p}_fwd_ms"] = timer(device, fwd, args.reps)
+                    row[f"{p}_fwdbwd_ms"] = timer(device, fwd_bwd, args.reps)
                     row[f"{p}_fwd_x_lstm"] = row[f"{p}_fwd_ms"] / lstm[0]
                     row[f"{p}_fwdbwd_x_lstm"] = row[f"{p}_fwdbwd_ms"] / lstm[1]
                 if "triton" in paths:
@@ -181,13 +184,14 @@ def main() -> None:
                     torch.cuda.empty_cache()
     if stopped:
         print(f"stopped after {time.time() - t_start:.0f} s (--budget {args.budget}); the rest of the grid not run")
-    print("\n| T | B | H x d | LSTM fwd / fwd+bwd ms | " + " | ".join(f"{p} fwd / fwd+bwd (x LSTM)" for p in paths) + " |")
+    heads = " | ".join(f"{p} fwd / fwd+bwd (x LSTM)" for p in paths)
+    print(f"\n| T | B | H x d | LSTM fwd / fwd+bwd ms | {heads} |")
     print("|---|---|---|---|" + "---|" * len(paths))
     for r in rows:
         cells = [f"{r[f'{p}_fwd_ms']:.2f} / {r[f'{p}_fwdbwd_ms']:.2f} ({r[f'{p}_fwd_x_lstm']:.1f}x / "
                  f"{r[f'{p}_fwdbwd_x_lstm']:.1f}x)" for p in paths]
-        print(f"| {r['T']} | {r['B']} | {r['H']}x{r['d']} | {r['lstm_fwd_ms']:.2f} / {r['lstm_fwdbwd_ms']:.2f} | "
-              + " | ".join(cells) + " |")
+        print(f"| {r['T']} | {r['B']} | {r['H']}x{r['d']} | {r['lstm_fwd_ms']:.2f} / "
+              f"{r['lstm_fwdbwd_ms']:.2f} | " + " | ".join(cells) + " |")
     target = [r for r in rows if r["T"] == 50 and r["B"] == 256 and r["H"] == 8 and "triton_fwdbwd_x_lstm" in r]
     for r in target:
         ok = r["triton_fwdbwd_x_lstm"] <= 2.0

@@ -40,7 +40,9 @@ def _kernels():
             from srwm_rl.ops import srwm_triton_kernels
             _state["kernels"] = srwm_triton_kernels
         except Exception as exc:  # noqa: BLE001 - ImportError, or a triton that fails to initialise
-            _state["reason"] = f"triton cannot be imported ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); install the extra: pip install 'srwm-rl[gpu]'"
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            _state["reason"] = (f"triton cannot be imported ({type(exc).__name__}: {first_line}); "
+                                "install the extra: pip install 'srwm-rl[gpu]'")
     return _state.get("kernels")
 
 
