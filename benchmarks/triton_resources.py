@@ -62,32 +62,49 @@ def compile_one(fn, consts: dict, warps: int, arch: int) -> dict:
     return res
 
 
+# The kernels' constexpr branches: (forward flags, backward flags). The first is the full case; the
+# others cover inference with resets (actors, evaluation), training on y only with a detached state,
+# and the branches without resets.
+VARIANTS = [
+    (dict(HAS_FIRST=True, SAVE=True), dict(HAS_FIRST=True, HAS_GY=True, HAS_GDO=True)),
+    (dict(HAS_FIRST=True, SAVE=False), dict(HAS_FIRST=False, HAS_GY=True, HAS_GDO=False)),
+    (dict(HAS_FIRST=False, SAVE=False), dict(HAS_FIRST=True, HAS_GY=False, HAS_GDO=True)),
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90 = H100/H200)")
     ap.add_argument("--quick", action="store_true", help="only the shipped warps per head size, plus the "
                                                          "kernels' other constexpr branches at d = 16")
+    ap.add_argument("--expect", type=int, help="exit 1 unless this many kernels compiled")
     args = ap.parse_args()
     cases = []
     for bd, shipped in NUM_WARPS.items():
         for w in ([shipped] if args.quick else sorted({max(1, shipped // 2), shipped, shipped * 2})):
-            cases.append((bd, w, True))
-    if args.quick:   # the branches without resets, saved tensors or incoming gradients
-        cases.append((16, NUM_WARPS[16], False))
+            cases.append((bd, w, 0))
+    for v in range(1, len(VARIANTS)):     # the other constexpr branches, at the paper's head size
+        cases.append((16, NUM_WARPS[16], v))
     failed = 0
     print(f"triton {triton.__version__}, sm_{args.arch}")
-    for bd, w, flags in cases:
-        for name, fn, consts in (
-                ("forward", K.srwm_fwd_kernel, dict(HAS_FIRST=flags, SAVE=flags, BD=bd)),
-                ("backward", K.srwm_bwd_kernel, dict(HAS_FIRST=flags, HAS_GY=flags, HAS_GDO=flags, BD=bd))):
+    compiled = 0
+    for bd, w, v in cases:
+        fwd_flags, bwd_flags = VARIANTS[v]
+        for name, fn, consts in (("forward", K.srwm_fwd_kernel, dict(fwd_flags, BD=bd)),
+                                 ("backward", K.srwm_bwd_kernel, dict(bwd_flags, BD=bd))):
+            flags = " ".join(f"{k}={int(val)}" for k, val in consts.items() if k != "BD")
             try:
                 res = compile_one(fn, consts, w, args.arch)
-                print(f"{name:8s} BD={bd:3d} warps={w:2d} flags={flags!s:5s} registers={res.get('reg')} "
-                      f"spill_stack_bytes={res.get('stack')} ({res['compile_s']} s)", flush=True)
+                compiled += 1
+                print(f"{name:8s} BD={bd:3d} warps={w:2d} registers={res.get('reg')} "
+                      f"spill_stack_bytes={res.get('stack')} ({res['compile_s']} s) {flags}", flush=True)
             except Exception as exc:  # noqa: BLE001 - report every failure, then exit 1
                 failed += 1
-                print(f"{name:8s} BD={bd:3d} warps={w:2d} flags={flags!s:5s} FAILED: {type(exc).__name__}: "
-                      f"{str(exc)[:2000]}", flush=True)
+                print(f"{name:8s} BD={bd:3d} warps={w:2d} FAILED: {type(exc).__name__}: "
+                      f"{str(exc)[:2000]} {flags}", flush=True)
+    if args.expect is not None and compiled != args.expect:
+        print(f"compiled {compiled} kernels, expected {args.expect}")
+        return 1
     return 1 if failed else 0
 
 

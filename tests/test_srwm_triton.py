@@ -204,4 +204,4 @@ def test_kernels_compile_for_a_gpu_without_one(tmp_path):
     res = subprocess.run([sys.executable, "benchmarks/triton_resources.py", "--quick"], cwd=root, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert res.stdout.count("registers=") == 2 * (len(NUM_WARPS) + 1), res.stdout
+    assert res.stdout.count("registers=") == 2 * (len(NUM_WARPS) + 2), res.stdout   # + 2 flag variants
