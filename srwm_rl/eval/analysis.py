@@ -120,6 +120,17 @@ def ucb1_regret(probs: np.ndarray, pulls: int, rng: np.random.Generator) -> np.n
     return out
 
 
+def random_regret(probs: np.ndarray, pulls: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-pull expected regret [M, pulls] of random play (an arm drawn uniformly at every pull)."""
+    M, k = probs.shape
+    arms = rng.integers(0, k, size=(M, pulls))
+    return probs.max(1, keepdims=True) - np.take_along_axis(probs, arms, axis=1)
+
+
+# The classic algorithms a bandit agent is compared with: name -> (probs [M, k], pulls, rng) -> regret [M, pulls].
+BANDIT_BASELINES = {"Thompson sampling": thompson_regret, "UCB1": ucb1_regret, "random": random_regret}
+
+
 def cumulative_regret_curve(per_pull: np.ndarray) -> list[dict]:
     """[M, T] per-pull regrets -> per pull t: mean cumulative regret over the M runs with its 95% CI."""
     cum = np.cumsum(per_pull, axis=1)
