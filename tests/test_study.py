@@ -290,3 +290,14 @@ def test_tiny_study_end_to_end_rerun_and_resume(tmp_path, capsys):
     result = run_cell(cell)
     assert json.loads((cell / "timing.json").read_text())["segments"] == 2
     assert dict(((m, i), v) for s, m, i, v in result["rows"])[("env_steps", 0)] >= 1024
+
+
+def test_readme_study_commands_parse_and_validate():
+    import shlex
+    from srwm_rl.app.command import parse
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [shlex.split(line.split("#")[0])[2:] for line in readme.splitlines()
+             if line.strip().startswith(".venv/bin/srwm-rl study")]
+    assert len(lines) >= 2
+    for words in lines:
+        study.validate(parse(study.StudyArgs, words, "srwm-rl study"))

@@ -16,7 +16,6 @@ a study stopped with Ctrl-C (or SIGTERM) checkpoints its running cells first. Ta
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Annotated, Optional
 import tyro
 
 from srwm_rl.app.command import UsageError, check_counts, parse
-from srwm_rl.app.study_cells import CellSpec, build_config, is_finished, read_json, write_json
+from srwm_rl.app.study_cells import (CURVE_METRIC, UNIT, CellSpec, build_config, evaluator_of, is_finished, read_json,
+                                    write_json)
 from srwm_rl.app.study_exec import EXECUTORS
 from srwm_rl.app.study_tasks import DEFAULT_CORES, DEFAULT_TASKS, STUDY_TASKS, budget, trials
 
@@ -133,12 +133,14 @@ def collect(dirs: dict[CellSpec, Path]) -> list[dict]:
     return rows
 
 
-def task_meta(args: StudyArgs, dirs: dict[CellSpec, Path]) -> dict[str, dict]:
+def task_meta(args: StudyArgs) -> dict[str, dict]:
+    """What the report says of each task: preset, algorithm, budget and its unit, trials, protocol."""
     meta = {}
     for t in args.tasks:
         task = STUDY_TASKS[t]
-        result = next((read_json(d / "result.json") for s, d in dirs.items() if s.task == t and is_finished(d, s)), None)
-        meta[t] = {"preset": task.preset, "algo": result["algo"] if result else "?", "note": task.note,
+        cfg = build_config(CellSpec(t, args.cores[0], args.first_seed, 1, 1, False))
+        kind = evaluator_of(cfg)
+        meta[t] = {"preset": task.preset, "algo": cfg.algo, "unit": UNIT[kind], "curve_metric": CURVE_METRIC[kind], "note": task.note,
                    "steps": budget(task, args.quick, args.steps), "trials": trials(task, args.quick, args.eval_trials),
                    "learning_rates": dict(task.learning_rates), "score": task.score,
                    "baselines": list(task.baselines)}
@@ -175,19 +177,15 @@ def study_main(argv: list[str], prog: str) -> int:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     write_results(report / "results.csv", rows)
-    write_json(out / "study.json", {"args": asdict(args), "tasks": task_meta(args, dirs)})
+    write_json(out / "study.json", {"args": asdict(args), "tasks": task_meta(args)})
     header = [f"`{prog} {' '.join(argv)}`".strip(), "",
               f"Grid: cores {', '.join(args.cores)}; tasks {', '.join(args.tasks)}; seeds {args.first_seed}.."
               f"{args.first_seed + args.seeds - 1}. Cells finished: {finished} of {len(cells)}. This invocation ran "
               f"{len(pending) if not args.report_only else 0} cells in {wall:.0f} s of wall time with "
               f"{args.jobs or os.cpu_count()} at once."]
-    md = write_report(report, rows, task_meta(args, dirs), header)
+    md = write_report(report, rows, task_meta(args), header)
     print(md.read_text())
     print(f"report: {md}\nnumbers: {report / 'results.csv'}, {report / 'summary.csv'}")
     bad = [s for s in statuses.values() if s]
     return 0 if not bad else (max(bad) if any(s > 128 for s in bad) else 1)
 
-
-if __name__ == "__main__":
-    from srwm_rl.app.cli import run_command
-    sys.exit(run_command("study", sys.argv[1:], "srwm-rl study"))

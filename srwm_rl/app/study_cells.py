@@ -165,6 +165,7 @@ def learning_curve(run_dir: Path, metric: str, points: int = CURVE_POINTS) -> li
 
 
 CURVE_METRIC = {"rollout": "episode_return", "supervised": "accuracy"}
+UNIT = {"rollout": "env steps", "supervised": "examples"}
 
 
 # ---- running one cell ---------------------------------------------------------------------------------

@@ -49,22 +49,25 @@ class StudyTask:
     """What the report compares the cores on (the cell's evaluator computes it, ``study_cells.EVALUATORS``)."""
 
 
-# A budget of one full cell is sized so that the default grid (3 cores x 4 tasks x 3 seeds = 36 cells)
-# fits in 2 hours on 2 cores (~400 s per cell and job at PPO's speed on these tasks, BENCHMARKS.md
-# "Study"); --quick in 15 minutes.
+# Budgets. The default grid is 3 cores x 4 tasks x 3 seeds = 36 cells, two at a time on 2 cores: under
+# 2 hours leaves ~400 s per cell, under 15 minutes (--quick) ~50 s, process start-up and evaluation
+# (~10 s) included. PPO's speed per cell with one thread, measured by a 30k-step study on this machine
+# while other jobs held the load at ~10 (BENCHMARKS.md "Study"): bandit 1,000-1,500 env steps/s,
+# Dark Room 9x9 1,100-1,350, CartPole without velocity 420-660, T-Maze 820-1,200 (SRWM the slowest);
+# an unshared core is ~3x faster. The full budgets below are sized for that (~85 min estimated).
 STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
-    StudyTask("bandit", preset="bandit", steps=1_000_000, quick_steps=40_000, eval_trials=100, greedy=False,
+    StudyTask("bandit", preset="bandit", steps=1_000_000, quick_steps=60_000, eval_trials=100, greedy=False,
               baselines=("bandit",), note="fresh bandits (test task ids), 100 pulls each",
               score="held-out return per bandit (100 pulls)"),
-    StudyTask("darkroom", preset="darkroom", steps=1_000_000, quick_steps=40_000, eval_trials=64,
+    StudyTask("darkroom", preset="darkroom", steps=1_000_000, quick_steps=60_000, eval_trials=64,
               note="goals of the test task set (never trained on), 4 episodes per trial"),
     StudyTask("darkroom-small", preset="darkroom-small", steps=600_000, quick_steps=40_000, eval_trials=64,
               note="5x5 room, goals of the test task set, 4 episodes per trial"),
     StudyTask("darkkey", preset="darkkey", steps=1_500_000, quick_steps=40_000, eval_trials=64,
               note="key and door positions of the test task set, 4 episodes per trial"),
-    StudyTask("cartpole-novel", preset="cartpole-novel", steps=300_000, quick_steps=20_000, eval_trials=32,
+    StudyTask("cartpole-novel", preset="cartpole-novel", steps=400_000, quick_steps=30_000, eval_trials=32,
               greedy=True, note="one task: held-out = fresh episodes (no task distribution)"),
-    StudyTask("tmaze", preset="tmaze", steps=300_000, quick_steps=30_000, eval_trials=100, greedy=True,
+    StudyTask("tmaze", preset="tmaze", steps=300_000, quick_steps=40_000, eval_trials=100, greedy=True,
               note="longer corridors than any trained on"),
     StudyTask("fewshot-5w1s", preset="fewshot-5w1s", steps=400_000, quick_steps=20_000, eval_trials=500,
               quick_eval_trials=100, note="glyph classes of the test split (never trained on)",

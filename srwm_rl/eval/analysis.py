@@ -24,7 +24,7 @@ def _plt():
 # ---- adaptation ------------------------------------------------------------------------------
 
 def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: str = "mean return",
-                    title: str = "") -> Path:
+                    title: str = "", xlabel: str = "episode within the trial") -> Path:
     """One line per label: mean return per episode index within a trial, with 95% CI bars."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -35,7 +35,7 @@ def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: 
         hi = np.array([r["ci95"][1] for r in rows])
         err = np.nan_to_num(np.stack([m - lo, hi - m]))
         ax.errorbar(xs, m, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xlabel("episode within the trial")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)

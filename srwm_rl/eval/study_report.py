@@ -147,8 +147,8 @@ def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], tasks: dic
 def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summary, plots) -> list[str]:
     cumulative_regret_curve, plot_adaptation, plot_compare, plot_regret = plots
     md = ["", f"## {task}", "",
-          f"Preset `{meta.get('preset', task)}`, algorithm {meta.get('algo', '?')}, {meta.get('steps', 0):,} env "
-          f"steps per cell, {meta.get('trials', '?')} trials per split and cell; held-out: {meta.get('note', '')}.", ""]
+          f"Preset `{meta.get('preset', task)}`, algorithm {meta.get('algo', '?')}, {meta.get('steps', 0):,} "
+          f"{meta.get('unit', 'env steps')} per cell, {meta.get('trials', '?')} trials per split and cell; held-out: {meta.get('note', '')}.", ""]
     lrs = {c: over_seeds(rows, task, c, "", "learning_rate", 0)["mean"] for c in cores}
     secs = {c: mean_ci([r["value"] for r in _select(rows, task=task, core=c, metric="train_seconds")]) for c in cores}
     md.append("Learning rate: " + ", ".join(f"{c} {lrs[c]:g}" for c in cores)
@@ -177,12 +177,17 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
         md += ["", "Accuracy by shot (presentation of the class; mean over seeds [95% CI]):", "",
                "| core | classes | " + " | ".join(f"shot {int(s)}" for s in shots) + " | queries |",
                "|---|---|" + "---|" * (len(shots) + 1)]
+        curves = {}
         for c in cores:
             for split in ("test", "train", "digits"):
                 cis = [over_seeds(rows, task, c, split, "accuracy", s) for s in shots]
                 if any(ci["n"] for ci in cis):
                     q = over_seeds(rows, task, c, split, "query_accuracy", 0)
                     md.append(f"| {c} | {SPLITS[split]} | " + " | ".join(_fmt(ci, 3) for ci in cis) + f" | {_fmt(q, 3)} |")
+                    curves[f"{c} ({SPLITS[split]})"] = [{"episode_in_trial": int(s) - 1, **ci} for s, ci in zip(shots, cis)]
+        plot_adaptation(out / f"fewshot-{task}.png", curves, ylabel="accuracy", xlabel="presentation of the class (shot)",
+                        title=f"{task}: accuracy by shot (95% CI over seeds)")
+        md += ["", f"![accuracy by shot](fewshot-{task}.png)"]
     groups = {}
     for c in cores:
         members = []
@@ -195,7 +200,7 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
         if members:
             groups[c] = members
     if groups:
-        metric = "accuracy" if shots else "episode_return"
+        metric = meta.get("curve_metric", "episode_return")
         plot_compare(out / f"learning-{task}.png", groups, metric)
         md += ["", f"Learning curves (training {metric}, mean ± std over seeds):", "", f"![learning](learning-{task}.png)"]
     return md
