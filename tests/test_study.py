@@ -285,11 +285,11 @@ def test_tiny_study_end_to_end_rerun_and_resume(tmp_path, capsys):
     # an unfinished cell resumes from its checkpoint: same cell, larger budget, result removed
     cell = out / "cells" / "tmaze-srwm-s1"
     spec = json.loads((cell / "cell.json").read_text())
-    (cell / "cell.json").write_text(json.dumps({**spec, "total_steps": 1024}))
+    (cell / "cell.json").write_text(json.dumps({**spec, "total_steps": 3072}))
     (cell / "result.json").unlink()
     result = run_cell(cell)
     assert json.loads((cell / "timing.json").read_text())["segments"] == 2
-    assert dict(((m, i), v) for s, m, i, v in result["rows"])[("env_steps", 0)] >= 1024
+    assert dict(((m, i), v) for s, m, i, v in result["rows"])[("env_steps", 0)] >= 3072
 
 
 def test_readme_study_commands_parse_and_validate():
