@@ -107,6 +107,17 @@ def test_is_finished_needs_the_checkpoint_and_the_result_of_this_spec(tmp_path):
     assert not is_finished(tmp_path, spec)
 
 
+def test_a_cell_another_process_holds_is_left_alone(tmp_path):
+    import fcntl
+    from srwm_rl.app.study_cells import run_cell
+    spec = CellSpec("tmaze", "srwm", 1, 100, 4, True)
+    (tmp_path / "cell.json").write_text(json.dumps(asdict(spec)))
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert run_cell(tmp_path) == {"busy": True}
+    assert not (tmp_path / "run").exists()
+
+
 class Recorder:
     """An executor that records which cells it was asked to run (and runs none)."""
     calls: list[list[str]] = []

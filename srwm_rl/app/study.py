@@ -24,7 +24,8 @@ from typing import Annotated, Optional
 import tyro
 
 from srwm_rl.app.command import UsageError, check_counts, parse
-from srwm_rl.app.study_cells import (CURVE_METRIC, UNIT, CellSpec, build_config, evaluator_of, is_finished, read_json,
+from srwm_rl.app.study_cells import (BUSY, CURVE_METRIC, UNIT, CellSpec, build_config, evaluator_of, is_finished,
+                                    read_json,
                                     write_json)
 from srwm_rl.app.study_exec import EXECUTORS
 from srwm_rl.app.study_tasks import DEFAULT_CORES, DEFAULT_TASKS, STUDY_TASKS, budget, trials
@@ -85,7 +86,8 @@ def validate(args: StudyArgs) -> None:
             raise UsageError(f"{name} {' '.join(values)}: a value is repeated")
     for t in args.tasks:
         if STUDY_TASKS[t].preset not in PRESETS:
-            raise UsageError(f"--tasks {t}: its preset {STUDY_TASKS[t].preset!r} is unknown; presets: {', '.join(PRESETS)}")
+            raise UsageError(f"--tasks {t}: its preset {STUDY_TASKS[t].preset!r} is unknown; "
+                             f"presets: {', '.join(PRESETS)}")
     if args.first_seed < 0:
         raise UsageError(f"--first-seed={args.first_seed}: must be >= 0")
     if args.jobs < 0:
@@ -140,7 +142,8 @@ def task_meta(args: StudyArgs) -> dict[str, dict]:
         task = STUDY_TASKS[t]
         cfg = build_config(CellSpec(t, args.cores[0], args.first_seed, 1, 1, False))
         kind = evaluator_of(cfg)
-        meta[t] = {"preset": task.preset, "algo": cfg.algo, "unit": UNIT[kind], "curve_metric": CURVE_METRIC[kind], "note": task.note,
+        meta[t] = {"preset": task.preset, "algo": cfg.algo, "unit": UNIT[kind], "curve_metric": CURVE_METRIC[kind],
+                   "note": task.note,
                    "steps": budget(task, args.quick, args.steps), "trials": trials(task, args.quick, args.eval_trials),
                    "learning_rates": dict(task.learning_rates), "score": task.score,
                    "baselines": list(task.baselines)}
@@ -163,7 +166,8 @@ def study_main(argv: list[str], prog: str) -> int:
         names = {dirs[s]: s.name for s in pending}
 
         def on_done(cell_dir: Path, status: int, seconds: float) -> None:
-            what = "done" if status == 0 else "stopped" if status > 128 else f"FAILED (see {cell_dir / 'log.txt'})"
+            what = {0: "done", BUSY: "running in another process"}.get(
+                status, "stopped" if status > 128 else f"FAILED (see {cell_dir / 'log.txt'})")
             print(f"  {names[cell_dir]:32s} {what:10s} {seconds:7.0f} s", flush=True)
 
         statuses = executor.run([dirs[s] for s in pending], on_done)

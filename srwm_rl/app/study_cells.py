@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from agents.registry import ALGORITHMS, TrainConfig
 from srwm_rl.app.presets import get_preset
-from srwm_rl.app.study_tasks import STUDY_TASKS, StudyTask
+from srwm_rl.app.study_tasks import STUDY_TASKS
 from srwm_rl.run.config import from_dict, merge, to_dict
 
 Row = tuple[str, str, float, float]          # split, metric, index, value
@@ -170,15 +170,29 @@ UNIT = {"rollout": "env steps", "supervised": "examples"}
 
 # ---- running one cell ---------------------------------------------------------------------------------
 
+BUSY = 75        # exit status of a cell whose directory another process holds (EX_TEMPFAIL)
+
+
 def run_cell(cell_dir: str | Path) -> dict[str, Any]:
     """Train (or resume) and evaluate the cell in ``cell_dir`` (its cell.json); returns result.json's
-    content, or ``{"interrupted": signal}`` when training was stopped (its checkpoint is kept)."""
+    content, ``{"interrupted": signal}`` when training was stopped (its checkpoint is kept), or
+    ``{"busy": True}`` when another process is running this cell (CELL_DIR/.lock)."""
+    import fcntl
+    cell_dir = Path(cell_dir)
+    with open(cell_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return {"busy": True}
+        return _run_cell(cell_dir)
+
+
+def _run_cell(cell_dir: Path) -> dict[str, Any]:
     from agents.registry import train
     from srwm_rl.run.checkpoint import load_checkpoint
     from srwm_rl.run.runlog import prepare_run_dir
     import torch
     torch.set_num_threads(1)
-    cell_dir = Path(cell_dir)
     spec = CellSpec(**json.loads((cell_dir / "cell.json").read_text()))
     run_dir = cell_dir / "run"
     cfg = build_config(spec, run_dir)
@@ -212,6 +226,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m srwm_rl.app.study_cells CELL_DIR", file=sys.stderr)
         return 2
     out = run_cell(argv[0])
+    if out.get("busy"):
+        print(f"{argv[0]} is being run by another process", file=sys.stderr)
+        return BUSY
     return 128 + out["interrupted"] if "interrupted" in out else 0
 
 

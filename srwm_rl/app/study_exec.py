@@ -6,7 +6,8 @@ An executor is built with the number of cells to run at once (``--jobs``) and ha
 on its directory, whose cell.json says what it is), call ``on_done(cell_dir, status, seconds)`` as each
 ends, and on SIGINT / SIGTERM stop starting cells and let the running ones checkpoint and exit.
 Status 0 = finished (result.json written), 128 + N = stopped by signal N (its checkpoint is kept; a
-rerun resumes it), anything else = failed (CELL_DIR/log.txt says why).
+rerun resumes it), ``study_cells.BUSY`` = another process holds the cell (its CELL_DIR/.lock, e.g. a
+cell left running by a study killed with SIGKILL), anything else = failed (CELL_DIR/log.txt says why).
 
 ``local`` runs each cell as its own process (``python -m srwm_rl.app.study_cells CELL_DIR``, one torch
 thread) with ``jobs`` of them at once. Another executor (a Ray cluster, say) registers itself with

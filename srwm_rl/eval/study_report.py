@@ -148,7 +148,8 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
     cumulative_regret_curve, plot_adaptation, plot_compare, plot_regret = plots
     md = ["", f"## {task}", "",
           f"Preset `{meta.get('preset', task)}`, algorithm {meta.get('algo', '?')}, {meta.get('steps', 0):,} "
-          f"{meta.get('unit', 'env steps')} per cell, {meta.get('trials', '?')} trials per split and cell; held-out: {meta.get('note', '')}.", ""]
+          f"{meta.get('unit', 'env steps')} per cell, {meta.get('trials', '?')} trials per split and cell; "
+          f"held-out: {meta.get('note', '')}.", ""]
     lrs = {c: over_seeds(rows, task, c, "", "learning_rate", 0)["mean"] for c in cores}
     secs = {c: mean_ci([r["value"] for r in _select(rows, task=task, core=c, metric="train_seconds")]) for c in cores}
     md.append("Learning rate: " + ", ".join(f"{c} {lrs[c]:g}" for c in cores)
