@@ -151,10 +151,11 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
           f"{meta.get('unit', 'env steps')} per cell, {meta.get('trials', '?')} trials per split and cell; "
           f"held-out: {meta.get('note', '')}.", ""]
     lrs = {c: over_seeds(rows, task, c, "", "learning_rate", 0)["mean"] for c in cores}
-    secs = {c: mean_ci([r["value"] for r in _select(rows, task=task, core=c, metric="train_seconds")]) for c in cores}
+    secs = {c: [r["value"] for r in _select(rows, task=task, core=c, metric="train_seconds")] for c in cores}
     md.append("Learning rate: " + ", ".join(f"{c} {lrs[c]:g}" for c in cores)
               + (" (the preset's for every core)" if not meta.get("learning_rates") else "")
-              + ". Training wall time per cell: " + ", ".join(f"{c} {secs[c]['mean']:.0f} s" for c in cores if secs[c]["n"])
+              + ". Training wall time per cell (mean, min-max): "
+              + ", ".join(f"{c} {np.mean(secs[c]):.0f} s ({min(secs[c]):.0f}-{max(secs[c]):.0f})" for c in cores if secs[c])
               + " (cells run in parallel on a shared machine).")
     episodes = _indices(rows, task=task, split="test", metric="return")
     if episodes:
