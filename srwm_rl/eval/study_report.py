@@ -66,6 +66,12 @@ def better_core(scores: dict[str, dict[str, Any]]) -> Optional[str]:
     return best if all(separated(scores[best], s) and scores[best]["mean"] > s["mean"] for s in others) else None
 
 
+def _why_none(scores: dict[str, dict[str, Any]]) -> str:
+    if len(scores) < 2:
+        return "- (one core)"
+    return "- (fewer than 2 seeds)" if any(s["n"] < 2 for s in scores.values()) else "none (CIs overlap)"
+
+
 def _fmt(ci: dict[str, Any], nd: int = 2) -> str:
     if ci["n"] == 0 or math.isnan(ci["mean"]):
         return "-"
@@ -132,7 +138,7 @@ def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], tasks: dic
         summary.append({"task": task, "core": best or "", "split": "test", "metric": "better_core", "index": 0,
                         "n": 0, "mean": math.nan, "std": math.nan, "ci95_low": math.nan, "ci95_high": math.nan})
         md.append(f"| {task} | {tasks[task].get('score', 'last-episode return')} | "
-                  + " | ".join(_fmt(scores[c]) for c in cores) + f" | {best or 'none (CIs overlap)'} |")
+                  + " | ".join(_fmt(scores[c]) for c in cores) + f" | {best or _why_none(scores)} |")
     for task in names:
         md += _task_section(out, rows, task, tasks[task], cores, summary,
                             (cumulative_regret_curve, plot_adaptation, plot_compare, plot_regret))
