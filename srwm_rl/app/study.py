@@ -181,12 +181,18 @@ def study_main(argv: list[str], prog: str) -> int:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     write_results(report / "results.csv", rows)
-    write_json(out / "study.json", {"args": asdict(args), "tasks": task_meta(args)})
-    header = [f"`{prog} {' '.join(argv)}`".strip(), "",
-              f"Grid: cores {', '.join(args.cores)}; tasks {', '.join(args.tasks)}; seeds {args.first_seed}.."
-              f"{args.first_seed + args.seeds - 1}. Cells finished: {finished} of {len(cells)}. This invocation ran "
-              f"{len(pending) if not args.report_only else 0} cells in {wall:.0f} s of wall time with "
-              f"{args.jobs or os.cpu_count()} at once."]
+    ran = len(statuses)
+    history = (read_json(out / "study.json") or {}).get("invocations", [])
+    if ran:
+        history.append({"command": f"{prog} {' '.join(argv)}", "cells_run": ran,
+                        "cells_finished": sum(v == 0 for v in statuses.values()), "wall_seconds": round(wall, 1),
+                        "jobs": args.jobs or os.cpu_count()})
+    write_json(out / "study.json", {"args": asdict(args), "tasks": task_meta(args), "invocations": history})
+    header = [f"Grid: cores {', '.join(args.cores)}; tasks {', '.join(args.tasks)}; seeds {args.first_seed}.."
+              f"{args.first_seed + args.seeds - 1}. Cells finished: {finished} of {len(cells)}.", "",
+              "Wall time of the invocations that ran cells (every cell's own time is below and in results.csv):", ""]
+    header += [f"- `{h['command']}`: {h['cells_run']} cells ({h['cells_finished']} finished), {h['jobs']} at once, "
+               f"{h['wall_seconds']:.0f} s" for h in history] or ["- none recorded"]
     md = write_report(report, rows, task_meta(args), header)
     print(md.read_text())
     print(f"report: {md}\nnumbers: {report / 'results.csv'}, {report / 'summary.csv'}")
