@@ -7,7 +7,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -24,8 +24,10 @@ def _plt():
 # ---- adaptation ------------------------------------------------------------------------------
 
 def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: str = "mean return",
-                    title: str = "", xlabel: str = "episode within the trial") -> Path:
-    """One line per label: mean return per episode index within a trial, with 95% CI bars."""
+                    title: str = "", xlabel: str = "episode within the trial",
+                    styles: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+    """One line per label: mean return per episode index within a trial, with 95% CI bars;
+    ``styles``: label -> extra matplotlib keywords of its line (color, linestyle)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for label, rows in curves.items():
@@ -34,7 +36,7 @@ def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: 
         lo = np.array([r["ci95"][0] for r in rows])
         hi = np.array([r["ci95"][1] for r in rows])
         err = np.nan_to_num(np.stack([m - lo, hi - m]))
-        ax.errorbar(xs, m, yerr=err, marker="o", capsize=3, label=label)
+        ax.errorbar(xs, m, yerr=err, marker="o", capsize=3, label=label, **(styles or {}).get(label, {}))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -66,6 +66,16 @@ def better_core(scores: dict[str, dict[str, Any]]) -> Optional[str]:
     return best if all(separated(scores[best], s) and scores[best]["mean"] > s["mean"] for s in others) else None
 
 
+def _styles(curves: dict[str, list], cores: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour per core; held-out solid, training tasks dashed, real digits dotted."""
+    dash = {SPLITS["test"]: "-", SPLITS["train"]: "--", SPLITS["digits"]: ":"}
+    out = {}
+    for label in curves:
+        core, _, split = label.partition(" (")
+        out[label] = {"color": f"C{list(cores).index(core) % 10}", "linestyle": dash.get(split.rstrip(")"), "-")}
+    return out
+
+
 def _why_none(scores: dict[str, dict[str, Any]]) -> str:
     if len(scores) < 2:
         return "- (one core)"
@@ -176,7 +186,8 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
                     continue
                 md.append(f"| {c} | {SPLITS[split]} | " + " | ".join(_fmt(ci) for ci in cis) + " |")
                 curves[f"{c} ({SPLITS[split]})"] = [{"episode_in_trial": int(k) - 1, **ci} for k, ci in zip(episodes, cis)]
-        plot_adaptation(out / f"adaptation-{task}.png", curves, title=f"{task}: return per episode (95% CI over seeds)")
+        plot_adaptation(out / f"adaptation-{task}.png", curves, title=f"{task}: return per episode (95% CI over seeds)",
+                        styles=_styles(curves, cores))
         md += ["", f"![adaptation](adaptation-{task}.png)"]
     if "bandit" in meta.get("baselines", ()) and _select(rows, task=task, metric="task_id"):
         md += _bandit_section(out, rows, task, cores, summary, cumulative_regret_curve, plot_regret)
@@ -194,7 +205,7 @@ def _task_section(out: Path, rows, task: str, meta: dict[str, Any], cores, summa
                     md.append(f"| {c} | {SPLITS[split]} | " + " | ".join(_fmt(ci, 3) for ci in cis) + f" | {_fmt(q, 3)} |")
                     curves[f"{c} ({SPLITS[split]})"] = [{"episode_in_trial": int(s) - 1, **ci} for s, ci in zip(shots, cis)]
         plot_adaptation(out / f"fewshot-{task}.png", curves, ylabel="accuracy", xlabel="presentation of the class (shot)",
-                        title=f"{task}: accuracy by shot (95% CI over seeds)")
+                        title=f"{task}: accuracy by shot (95% CI over seeds)", styles=_styles(curves, cores))
         md += ["", f"![accuracy by shot](fewshot-{task}.png)"]
     groups = {}
     for c in cores:
