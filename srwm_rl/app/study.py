@@ -40,8 +40,8 @@ class StudyArgs:
 
     cores: tuple[str, ...] = DEFAULT_CORES
     """Core kinds (none = feed-forward)."""
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    """Study tasks: """ + ", ".join(STUDY_TASKS) + "."
+    tasks: Annotated[tuple[str, ...], tyro.conf.arg(help="Study tasks (srwm_rl/app/study_tasks.py): "
+                                                         + ", ".join(STUDY_TASKS) + ".")] = DEFAULT_TASKS
     seeds: int = 3
     """Seeds per core and task (seeds first_seed, first_seed + 1, ...)."""
     first_seed: int = 1
@@ -54,8 +54,7 @@ class StudyArgs:
     """Evaluation trials per cell and split for every task (default: each task's)."""
     jobs: int = 0
     """Cells run at once (0 = one per CPU core)."""
-    executor: str = "local"
-    """How cells are run: """ + ", ".join(EXECUTORS) + "."
+    executor: Annotated[str, tyro.conf.arg(help="How cells are run: " + ", ".join(EXECUTORS) + ".")] = "local"
     out: Optional[str] = None
     """Study directory (default: runs/study, or runs/study-quick with --quick)."""
     report_only: Flag = False
