@@ -190,7 +190,7 @@ def run_cell(cell_dir: str | Path) -> dict[str, Any]:
 def _run_cell(cell_dir: Path) -> dict[str, Any]:
     from agents.registry import train
     from srwm_rl.run.checkpoint import load_checkpoint
-    from srwm_rl.run.runlog import prepare_run_dir
+    from srwm_rl.run.rundir import prepare_run_dir
     import torch
     torch.set_num_threads(1)
     spec = CellSpec(**json.loads((cell_dir / "cell.json").read_text()))
