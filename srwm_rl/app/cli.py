@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from srwm_rl.app import compare, demo, evaluate, fewshot, train
+from srwm_rl.app import compare, demo, evaluate, fewshot, study, train
 from srwm_rl.app.command import Command, UsageError
 from srwm_rl.run.guards import TrainingFailure
 
@@ -29,6 +29,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             compare.AdaptationArgs, compare.adaptation_main),
     Command("compare", "learning curves of several runs on one plot (mean and spread over seeds)",
             compare.CompareArgs, compare.compare_main),
+    Command("study", "a grid of cores x tasks x seeds at an equal env-step budget, evaluated on held-out tasks, "
+            "with a report (resumable, cells in parallel)", study.StudyArgs, study.study_main),
     Command("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, with "
             "95% CIs and a plot comparing the runs", fewshot.FewshotEvalArgs, fewshot.fewshot_eval_main),
 )}

@@ -7,7 +7,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -24,8 +24,10 @@ def _plt():
 # ---- adaptation ------------------------------------------------------------------------------
 
 def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: str = "mean return",
-                    title: str = "") -> Path:
-    """One line per label: mean return per episode index within a trial, with 95% CI bars."""
+                    title: str = "", xlabel: str = "episode within the trial",
+                    styles: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+    """One line per label: mean return per episode index within a trial, with 95% CI bars;
+    ``styles``: label -> extra matplotlib keywords of its line (color, linestyle)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for label, rows in curves.items():
@@ -34,8 +36,8 @@ def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: 
         lo = np.array([r["ci95"][0] for r in rows])
         hi = np.array([r["ci95"][1] for r in rows])
         err = np.nan_to_num(np.stack([m - lo, hi - m]))
-        ax.errorbar(xs, m, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xlabel("episode within the trial")
+        ax.errorbar(xs, m, yerr=err, marker="o", capsize=3, label=label, **(styles or {}).get(label, {}))
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -118,6 +120,17 @@ def ucb1_regret(probs: np.ndarray, pulls: int, rng: np.random.Generator) -> np.n
         s[rows, arm] += r
         out[:, t] = best - p
     return out
+
+
+def random_regret(probs: np.ndarray, pulls: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-pull expected regret [M, pulls] of random play (an arm drawn uniformly at every pull)."""
+    M, k = probs.shape
+    arms = rng.integers(0, k, size=(M, pulls))
+    return probs.max(1, keepdims=True) - np.take_along_axis(probs, arms, axis=1)
+
+
+# The classic algorithms a bandit agent is compared with: name -> (probs [M, k], pulls, rng) -> regret [M, pulls].
+BANDIT_BASELINES = {"Thompson sampling": thompson_regret, "UCB1": ucb1_regret, "random": random_regret}
 
 
 def cumulative_regret_curve(per_pull: np.ndarray) -> list[dict]:
