@@ -36,6 +36,7 @@ import torch
 
 import envs
 from envs.api import empty_obs
+from srwm_rl.nn.actions import action_spec
 from srwm_rl.nn.cores import State
 from srwm_rl.nn.policy import ActorCritic
 from srwm_rl.nn.tree import tree_map
@@ -56,8 +57,8 @@ class UnrollBuffers:
         obs = empty_obs(obs_space, E)
         self.obs = tree_map(lambda v: alloc((slots, T + 1, *v.shape), torch.from_numpy(v).dtype), obs)
         self.first = alloc((slots, T + 1, E), torch.bool)
-        discrete = action_space.shape == ()
-        self.action = alloc((slots, T, E, *action_space.shape), torch.int64 if discrete else torch.float32)
+        actions = action_spec(action_space)
+        self.action = alloc((slots, T, E, *actions.shape), actions.dtype)
         self.logp = alloc((slots, T, E), torch.float32)
         self.reward = alloc((slots, T, E), torch.float32)
         self.done = alloc((slots, T, E), torch.bool)

@@ -100,10 +100,10 @@ class PPOConfig:
 class Rollout:
     """Time-major storage for one rollout of T steps from N environments, on the learner's device."""
 
-    def __init__(self, T: int, N: int, obs_example, action_shape, device):
+    def __init__(self, T: int, N: int, obs_example, action_shape, device, action_dtype=torch.float32):
         self.obs = tree_map(lambda v: torch.zeros((T, *v.shape), dtype=v.dtype, device=device), obs_example)
         self.first = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.actions = torch.zeros((T, N, *action_shape), device=device)
+        self.actions = torch.zeros((T, N, *action_shape), dtype=action_dtype, device=device)
         self.logp, self.values, self.rewards = (torch.zeros(T, N, device=device) for _ in range(3))
         self.dones = torch.zeros(T, N, dtype=torch.bool, device=device)
 
@@ -191,7 +191,7 @@ def train(run: Run) -> dict[str, Any]:
             run.warn("warning: this environment cannot be snapshotted (Procgen or async vectorisation): "
                      "the resumed run re-seeds its environments, so it is not identical to an uninterrupted one")
     carry.update(obs=obs, first=first, state=state)
-    buf = Rollout(T, N, obs, env.action_space.shape, device)
+    buf = Rollout(T, N, obs, policy.actions.shape, device, policy.actions.dtype)
     guard = NonFiniteGuard(p.max_nonfinite)
     run.start(total=num_updates * T * N)
     try:
@@ -256,8 +256,7 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
     for _ in range(p.update_epochs):
         for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
             dist, value, _ = policy(tree_map(lambda v: v[:, mb], buf.obs), select_state(state0, mb), buf.first[:, mb])
-            a = buf.actions[:, mb]
-            logp = dist.log_prob(a.long() if policy.n_actions is not None else a)
+            logp = dist.log_prob(buf.actions[:, mb])
             mb_adv = adv[:, mb]
             if p.norm_adv and mb_adv.numel() > 1:
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)

@@ -20,7 +20,7 @@ import gymnasium
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
-from envs.api import (EpisodeTracker, Obs, StepResult, VecEnv, empty_obs, obs_copy, obs_set_row,
+from envs.api import (ACTION_SPACES, EpisodeTracker, Obs, StepResult, VecEnv, empty_obs, obs_copy, obs_set_row,
                       space_is_supported_obs, spawn_seeds, validate_actions)
 
 EnvFn = Callable[[], gymnasium.Env]
@@ -45,10 +45,11 @@ class _GymnasiumBase(VecEnv):
     def __init__(self, num_envs: int, observation_space: gymnasium.spaces.Space,
                  action_space: gymnasium.spaces.Space, seed: int | None) -> None:
         if not space_is_supported_obs(observation_space):
-            raise ValueError(f"observation_space: only Box, Discrete and Dict of them are supported, "
-                             f"got {observation_space}")
-        if not isinstance(action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.Box)):
-            raise ValueError(f"action_space: only Discrete and Box are supported, got {action_space}")
+            raise ValueError(f"observation_space: only Box, Discrete, MultiDiscrete, MultiBinary and Dict / "
+                             f"Tuple of them are supported, got {observation_space}")
+        if not isinstance(action_space, ACTION_SPACES):
+            raise ValueError(f"action_space: only {', '.join(s.__name__ for s in ACTION_SPACES)} are supported, "
+                             f"got {action_space}")
         self.num_envs = num_envs
         self.observation_space = observation_space
         self.action_space = action_space

@@ -53,7 +53,8 @@ class VecEnvWrapper(VecEnv):
 class PrevActionReward(VecEnvWrapper):
     """Obs becomes ``{"obs": obs, "prev_action": a, "prev_reward": r}`` (a Dict inner obs is merged).
 
-    ``prev_action``: int64 [N] for Discrete actions, float32 [N, A] for Box; ``prev_reward``: float32
+    ``prev_action``: int64 [N] for Discrete actions, int64 [N, K] for MultiDiscrete / MultiBinary,
+    float32 [N, A] for Box; ``prev_reward``: float32
     [N, 1]. Both are zero where ``first`` (no previous step in this episode). In ``final_obs`` they
     hold the ended episode's last action and reward.
     """
@@ -67,8 +68,12 @@ class PrevActionReward(VecEnvWrapper):
         elif isinstance(act, gymnasium.spaces.Box):
             self._act_space = gymnasium.spaces.Box(act.low, act.high, act.shape, np.float32)
             self._zero_action = np.zeros((env.num_envs, *act.shape), np.float32)
+        elif isinstance(act, (gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary)):
+            self._act_space = act
+            self._zero_action = np.zeros((env.num_envs, *act.shape), np.int64)
         else:
-            raise ValueError(f"action_space: PrevActionReward supports Discrete and Box, got {act}")
+            raise ValueError(f"action_space: PrevActionReward supports Discrete, MultiDiscrete, MultiBinary "
+                             f"and Box, got {act}")
         extra = {"prev_action": self._act_space,
                  "prev_reward": gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)}
         if isinstance(inner, gymnasium.spaces.Dict):
