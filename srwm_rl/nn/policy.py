@@ -145,7 +145,9 @@ class ActorCritic(nn.Module):
     @torch.inference_mode()
     def predict(self, obs, state: Optional[State] = None, episode_start: Optional[np.ndarray] = None,
                 deterministic: bool = False) -> tuple[np.ndarray, State]:
-        """Stable-Baselines3's recurrent convention: one step for a batch of B environments.
+        """Stable-Baselines3's recurrent convention on already wrapped observations: one step for a
+        batch of B environments. ``srwm_rl.run.agent.Agent.predict`` takes the environment's own
+        observations instead (and does the wrappers' bookkeeping).
 
         obs: numpy [B, ...] (or dict of such); state: from a previous call, or None for a fresh one;
         episode_start: bool [B], true where a new episode starts (its memory is reset).
