@@ -54,7 +54,7 @@ class PPOConfig:
     learning_rate: float = 3e-4
     """Adam learning rate."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over the run."""
+    """Decay the learning rate linearly to 0 over the run's horizon: at the fraction done of total_steps or of time_limit, whichever is further."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
@@ -197,12 +197,12 @@ def train(run: Run) -> dict[str, Any]:
     try:
         while not run.done:
             if p.anneal_lr:
-                optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - run.update / num_updates)
+                optimizer.param_groups[0]["lr"] = run.annealed(p.learning_rate)
             state0 = state
             # ---- 1. rollout -----------------------------------------------------------------
             try:
                 obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma,
-                                                        episodes.add_info, run.stop)
+                                                        episodes.add_info, run.halt)
             except NonFiniteError as e:
                 raise NonFiniteError(run.failure_message(str(e), _HINT)) from None
             state = tuple(s.detach() for s in state)

@@ -21,8 +21,14 @@ The rules, the same for every algorithm:
   of the last 100 episodes, once min(10, environments) have finished; few-shot: held-out accuracy). A
   run that never had a score keeps its final weights as best.pt.
 * latest.pt: every ``checkpoint_every`` updates, at the end, and after Ctrl-C / SIGTERM.
-* the run ends at ``total_steps``, after ``time_limit`` seconds, on SIGINT / SIGTERM (a second one
-  stops at once), or when ``callback(run)`` returns True.
+* the run ends at ``total_steps``, after ``time_limit`` seconds (of this process, counted from the
+  Run's creation, so set-up counts too), on SIGINT / SIGTERM (a second one stops at once), or when
+  ``callback(run)`` returns True. ``run.halt`` is true as soon as any of these holds (loops that wait
+  poll it); ``run.done`` is checked between updates.
+* horizon: ``run.fraction_done`` = the larger of ``global_step / total_steps`` and ``elapsed /
+  time_limit`` - how far the run is towards the limit that will end it. Schedules follow it (the
+  learning rate anneals linearly to 0 at the end of a time-limited run too), and the progress bar
+  shows it, with the steps and one speed (environment steps per second) beside it.
 * ownership: the run directory carries a marker and is locked (srwm_rl/run/rundir.py) while the run is
   open; a second trainer on it fails with RunDirError. On --resume, metrics.csv rows and TensorBoard
   events past the checkpoint's step are dropped.
@@ -105,6 +111,19 @@ class StopSignal:
         return self.received is not None
 
 
+BAR_TOTAL = 1000      # the progress bar counts thousandths of the run's horizon
+
+
+class _Halt:
+    """Truthy as soon as the run must end (signal, time limit or total steps), for loops that wait."""
+
+    def __init__(self, run: "Run"):
+        self.run = run
+
+    def __bool__(self) -> bool:
+        return self.run.done
+
+
 class Run:
     """One training run: counters, checkpoints, logging, progress and stopping (module docstring).
 
@@ -132,8 +151,12 @@ class Run:
         self._logger: Optional[RunLogger] = None
         self._bar: Optional[tqdm] = None
         self._show: dict[str, str] = {}
+        self._last_shown: dict[str, str] = {}
+        self._unit, self._total = "step", 0
         self._t0, self._step0 = time.time(), self.global_step
+        self._created = time.time()
         self._ended_early = False
+        self.halt = _Halt(self)
 
     # ---- set-up ------------------------------------------------------------------------------------
     def __enter__(self) -> "Run":
@@ -190,12 +213,15 @@ class Run:
     def start(self, total: int, *, unit: str = "step", curve_key: str = "episode_return",
               show: Optional[dict[str, str]] = None) -> None:
         """Open the logger and the progress bar (after any processes are forked: both start threads).
-        ``total``: the step count the bar runs to; ``curve_key``: the metric of learning_curve.png;
+        ``total``: the step count the run ends at (``total_steps`` rounded up to whole updates);
+        ``curve_key``: the metric of learning_curve.png;
         ``show``: bar label -> metric, shown beside the speed."""
         self._logger = RunLogger(self.run_dir, curve_key=curve_key,
                                  resume_step=self.global_step if self.resume is not None else None)
-        self._bar = tqdm(total=total, initial=self.global_step, disable=not self.progress, unit=unit,
-                         dynamic_ncols=True, smoothing=0.1)
+        self._unit, self._total = unit, int(total)
+        self._bar = tqdm(total=BAR_TOTAL, initial=round(self.fraction_done * BAR_TOTAL), disable=not self.progress,
+                         dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+        self._set_postfix({})
         self._show = show if show is not None else {"ret": curve_key}
         self._t0, self._step0 = time.time(), self.global_step
 
@@ -203,7 +229,28 @@ class Run:
     @property
     def done(self) -> bool:
         """True once the run should end: total_steps reached, a stop signal, time limit or callback."""
-        return self.global_step >= self.cfg.total_steps or bool(self.stop) or self._ended_early
+        return self.global_step >= self.cfg.total_steps or bool(self.stop) or self._ended_early or self.time_up
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since this Run was created."""
+        return time.time() - self._created
+
+    @property
+    def time_up(self) -> bool:
+        return bool(self.cfg.time_limit) and self.elapsed > self.cfg.time_limit
+
+    @property
+    def fraction_done(self) -> float:
+        """How far the run is towards the limit that will end it, in [0, 1] (module docstring)."""
+        f = self.global_step / (self._total or self.cfg.total_steps)
+        if self.cfg.time_limit:
+            f = max(f, self.elapsed / self.cfg.time_limit)
+        return min(1.0, f)
+
+    def annealed(self, value: float) -> float:
+        """``value`` decayed linearly to 0 over the run's horizon (:attr:`fraction_done`)."""
+        return value * (1.0 - self.fraction_done)
 
     @property
     def sps(self) -> float:
@@ -216,13 +263,10 @@ class Run:
         only then), latest.pt when due, and the time limit and callback."""
         self.global_step += steps
         self.update += 1
-        if self._bar is not None:
-            self._bar.update(steps)
+        self._advance_bar()
         if score is not None and score > self.best:
             self.best = score
             self.checkpoint("best")
-        if self.cfg.time_limit and time.time() - self._t0 > self.cfg.time_limit:
-            self._ended_early = True
         if self.callback is not None and self.callback(self):
             self._ended_early = True
         if metrics is not None and (force_log or self.update % self.cfg.log_every == 0 or self.done):
@@ -234,8 +278,7 @@ class Run:
         """Count the ``steps`` of an update that was skipped (its data was used up, the weights did not
         change, e.g. a non-finite loss) and log ``metrics`` at once."""
         self.global_step += steps
-        if self._bar is not None:
-            self._bar.update(steps)
+        self._advance_bar()
         self.log(metrics)
 
     def skip_nonfinite(self, guard: NonFiniteGuard, cause: str, steps: int,
@@ -271,9 +314,21 @@ class Run:
         metrics = {**metrics, "sps": self.sps}
         if self._logger is not None:
             self._logger.log(self.global_step, metrics)
+        self._set_postfix(metrics)
+
+    def _advance_bar(self) -> None:
         if self._bar is not None:
-            self._bar.set_postfix(sps=f"{metrics['sps']:.0f}", **{label: f"{metrics[k]:.3g}"
-                                                                 for label, k in self._show.items() if k in metrics})
+            self._bar.update(round(self.fraction_done * BAR_TOTAL) - self._bar.n)
+            self._set_postfix(self._last_shown)
+
+    def _set_postfix(self, metrics: dict[str, float]) -> None:
+        """The bar's text: steps (of total_steps), one speed, and the ``show`` metrics last logged."""
+        self._last_shown = {label: f"{metrics[k]:.3g}" for label, k in self._show.items() if k in metrics}
+        if self._bar is not None:
+            limit = f" or {self.cfg.time_limit:g} s" if self.cfg.time_limit else ""
+            self._bar.set_postfix_str(", ".join(
+                [f"{self.global_step:,}/{self._total or self.cfg.total_steps:,} {self._unit}s{limit}", f"{self.sps:,.0f} {self._unit}s/s"]
+                + [f"{k}={v}" for k, v in self._last_shown.items()]), refresh=True)
 
     # ---- checkpoints and the end -------------------------------------------------------------------
     def normalizer_states(self) -> list[dict]:
