@@ -221,7 +221,7 @@ class Run:
         self._unit, self._total = unit, int(total)
         self._bar = tqdm(total=BAR_TOTAL, initial=round(self.fraction_done * BAR_TOTAL), disable=not self.progress,
                          dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
-        self._set_postfix({})
+        self._set_postfix()
         self._show = show if show is not None else {"ret": curve_key}
         self._t0, self._step0 = time.time(), self.global_step
 
@@ -319,11 +319,12 @@ class Run:
     def _advance_bar(self) -> None:
         if self._bar is not None:
             self._bar.update(round(self.fraction_done * BAR_TOTAL) - self._bar.n)
-            self._set_postfix(self._last_shown)
+            self._set_postfix()
 
-    def _set_postfix(self, metrics: dict[str, float]) -> None:
+    def _set_postfix(self, metrics: Optional[dict[str, float]] = None) -> None:
         """The bar's text: steps (of total_steps), one speed, and the ``show`` metrics last logged."""
-        self._last_shown = {label: f"{metrics[k]:.3g}" for label, k in self._show.items() if k in metrics}
+        if metrics is not None:
+            self._last_shown = {label: f"{metrics[k]:.3g}" for label, k in self._show.items() if k in metrics}
         if self._bar is not None:
             limit = f" or {self.cfg.time_limit:g} s" if self.cfg.time_limit else ""
             self._bar.set_postfix_str(", ".join(
