@@ -136,3 +136,12 @@ def test_missing_procgen_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_procgen)
     with pytest.raises(ImportError, match="pip install procgen2"):
         envs.make("procgen:coinrun", 2)
+
+
+def test_no_gym_banner_on_procgen_commands():
+    """procgen imports the old gym, whose import prints a 'Gym has been unmaintained' notice."""
+    import subprocess
+    import sys
+    code = "import envs; e = envs.make('procgen:coinrun', 1, 0); e.reset(); e.close()"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "unmaintained" not in err and "Gymnasium" not in err, err
