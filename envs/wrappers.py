@@ -2,7 +2,8 @@
 
 The normalisers keep running statistics that ``state_dict()`` returns as plain dicts of numpy arrays
 and floats (checkpoint-friendly) and ``load_state_dict()`` restores; set ``update = False`` to freeze
-them (evaluation). ``info["episode_return"]`` always reports the RAW return of the wrapped env.
+them (evaluation). ``info["episode_return"]`` always reports the RAW return of the wrapped env, and
+the wrappers that change rewards put the env's own reward of the step in ``info["raw_reward"]``.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class ClipReward(VecEnvWrapper):
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, rew, term, trunc, info = self.env.step(actions)
+        info = {"raw_reward": rew, **info}
         return obs, np.clip(rew, self.low, self.high).astype(np.float32), term, trunc, info
 
 
@@ -213,6 +215,7 @@ class NormalizeReward(VecEnvWrapper):
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, rew, term, trunc, info = self.env.step(actions)
+        info = {"raw_reward": rew, **info}
         self._returns = self._returns * self.gamma + rew
         if self.update:
             self.rms.update(self._returns)

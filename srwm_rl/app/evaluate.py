@@ -112,7 +112,7 @@ def run_evaluation(target: str, agent, levels: Levels, rollout: Rollout, num_epi
                               distribution_mode=levels.distribution_mode, num_episodes=num_episodes,
                               trial_episodes=kw.pop("trial_episodes", levels.trial_episodes),
                               deterministic=greedy, num_envs=rollout.num_envs, seed=rollout.seed,
-                              device=rollout.device, **kw)
+                              device=rollout.device, progress=kw.pop("progress", True), **kw)
         except (ValueError, ImportError) as e:
             raise UsageError(str(e)) from None
     for w in caught:
@@ -226,7 +226,7 @@ class RecordArgs:
 
 
 def record_main(argv: list[str], prog: str) -> int:
-    from srwm_rl.eval.evaluate import eval_env_overrides
+    from srwm_rl.eval.evaluate import eval_env_overrides, progress_bar, write_episodes_csv
     from srwm_rl.eval.rollout import run_episodes
     from srwm_rl.eval.video import RolloutRecorder, VideoWriter, enable_frames
     from srwm_rl.run.environment import load_normalizer_state, make_env
@@ -258,14 +258,19 @@ def record_main(argv: list[str], prog: str) -> int:
         trials = int(getattr(env, "trial_episodes", 0) or 0)
         rec = RolloutRecorder(writer, args.grid, overlays=not args.no_overlays, height=args.height,
                               introspect=policy.core.introspect, trial_episodes=trials)
+        bar = progress_bar(args.grid * args.episodes, "trial" if trials else "episode")
         records = run_episodes(policy, env, args.grid * args.episodes, deterministic=not args.sample,
                                seed=args.rollout.seed, on_step=rec, capture_frames=True, max_steps=args.max_steps,
-                               env_name=per_game[0].get("id", cfg.env.id))
+                               env_name=per_game[0].get("id", cfg.env.id), on_progress=lambda n: bar.update(n - bar.n))
+        bar.close()
         out = rec.close()
     finally:
         env.close()
+    csv_path = write_episodes_csv(path.with_suffix(".episodes.csv"), records)
     h, w = writer.shape
-    print(f"video: {out}  ({writer.frames} frames, {w}x{h}, {args.fps:g} fps)")
+    print(f"video: {out}  ({writer.frames} frames, {w}x{h}, {args.fps:g} fps, "
+          f"{'greedy' if not args.sample else 'sampled'} actions)\nepisodes: {csv_path}  (returns in the "
+          f"environment's own reward units, as the overlay shows them)")
     for r in records:
         print(f"  tile {r.env_index}: {r.game} seed {r.seed} trial {r.trial} episode {r.episode_in_trial + 1}: "
               f"return {r.ret:.2f}, length {r.length}")
