@@ -44,7 +44,7 @@ from srwm_rl.run.agent import build_policy
 from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
 from srwm_rl.run.guards import TrainingFailure, nonfinite_data
 from srwm_rl.run.harness import StopSignal
-from srwm_rl.run.rollout import bootstrap_truncated
+from srwm_rl.run.rollout import bootstrap_truncated, episodes_of
 
 
 class UnrollBuffers:
@@ -163,10 +163,9 @@ class Actor:
             buf.reward[slot, t].copy_(torch.from_numpy(reward))
             buf.done[slot, t].copy_(torch.from_numpy(np.asarray(term | trunc)))
             self.first = self.env.first
-            done = info["episode_done"]
-            if done.any():
-                returns += info["episode_return"][done].tolist()
-                lengths += info["episode_length"][done].tolist()
+            ended = episodes_of(info)            # per episode (inner episodes of trials)
+            returns += ended[0]
+            lengths += ended[1]
             if stop is not None and stop.is_set():
                 return None
         return returns, lengths

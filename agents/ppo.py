@@ -174,7 +174,7 @@ def train(run: Run) -> dict[str, Any]:
 
     def extra() -> dict[str, Any]:
         return {"obs": carry["obs"], "first": carry["first"], "state": list(carry["state"]),
-                "episodes": [list(episodes.returns), list(episodes.lengths)], "env": env_state(env)}
+                "episodes": [list(episodes.returns), list(episodes.lengths), list(episodes.trial_returns)], "env": env_state(env)}
 
     run.track(policy, optimizer, env.observation_space, env.action_space, env=env, extra=extra)
     num_updates = math.ceil(cfg.total_steps / (T * N))
@@ -182,7 +182,8 @@ def train(run: Run) -> dict[str, Any]:
     if saved is not None and saved.get("env") is not None and _restored(env, saved["env"], run):
         obs = tree_map(lambda v: v.to(device), saved["obs"])
         first, state = saved["first"].to(device), tuple(s.to(device) for s in saved["state"])
-        episodes.add(*saved["episodes"])
+        episodes.add(*saved["episodes"][:2])
+        episodes.trial_returns.extend(saved["episodes"][2] if len(saved["episodes"]) > 2 else [])
     else:                                      # fresh, or an environment without a snapshot: re-seed
         obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * run.update), device)
         first = torch.as_tensor(env.first, device=device)
@@ -223,8 +224,8 @@ def train(run: Run) -> dict[str, Any]:
                 raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step", _HINT))
             guard.ok()
             run.end_update(T * N, score=episodes.score, metrics=lambda: {
-                "episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
-                "learning_rate": optimizer.param_groups[0]["lr"], "nonfinite_skipped": guard.skipped,
+                **episodes.metrics(), "learning_rate": optimizer.param_groups[0]["lr"],
+                "nonfinite_skipped": guard.skipped,
                 "explained_variance": explained_variance(buf.values.flatten(), ret.flatten()), **stats,
                 **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}})
         return run.finish(episode_return=episodes.mean_return, policy=policy, normalizers=normalizer_state(env))
