@@ -179,14 +179,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['checkpoint']}  ({summary['core']}, {summary['global_step']:,} steps)  on {where}, "
           f"{'greedy' if summary['deterministic'] else 'sampled'} actions"
           + (f", trials of {summary['trial_episodes']} episodes" if summary["trial_episodes"] else ""))
-    print(f"{'game':28s} {'episodes':>8} {'mean':>9} {'std':>8} {'95% CI':>19} {'success':>8} {'normalised':>10}")
     rows = list(summary["per_game"].items())
     if len(rows) > 1:
         rows.append(("all", {**summary["return"], "success": summary["success"],
                              "normalized": summary["normalized_score"]}))
+    width = max(28, *(len(game) for game, _ in rows))          # long env ids keep the columns aligned
+    print(f"{'game':{width}s} {'episodes':>8} {'mean':>9} {'std':>8} {'95% CI':>19} {'success':>8} {'normalised':>10}"
+          f"   (return per episode, the environment's own units)")
     for game, g in rows:
         ci = f"[{fmt(g['ci95'][0])}, {fmt(g['ci95'][1])}]"
-        print(f"{game:28s} {g['n']:>8} {fmt(g['mean']):>9} {fmt(g['std']):>8} {ci:>19} "
+        print(f"{game:{width}s} {g['n']:>8} {fmt(g['mean']):>9} {fmt(g['std']):>8} {ci:>19} "
               f"{fmt(g['success']):>8} {fmt(g['normalized'], 3):>10}")
     if summary.get("adaptation"):
         print("per episode within the trial: " + "  ".join(
