@@ -10,7 +10,7 @@ from typing import Annotated
 import tyro
 
 import envs
-from srwm_rl.app.command import UsageError, check_counts, parse, run_dir_of
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse, run_dir_of
 from srwm_rl.app.evaluate import Levels, Omit, Rollout, fmt, load, run_evaluation
 
 
@@ -20,13 +20,13 @@ class AdaptationArgs:
 
     targets: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_CHECKPOINT")]
     """Run directories or checkpoint files, one curve each."""
-    labels: tuple[str, ...] = ()
+    labels: Annotated[tuple[str, ...], OWN_DEFAULT] = ()
     """One label per checkpoint (default: core kind and run name)."""
     num_trials: int = 100
     """Trials (episodes for a bandit without trials) per checkpoint and game."""
     out: str = "adaptation"
     """Output directory for the PNG and CSV files."""
-    greedy: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    greedy: Annotated[Annotated[bool, tyro.conf.FlagCreatePairsOff], OWN_DEFAULT] = False
     """Greedy actions (default: sampled, as in training: in-context learners explore by sampling; `evaluate` is greedy by default)."""
     untrained: bool = True
     """Also roll out an untrained policy of each configuration (same seed) and draw it dashed: the level learning started from (its actions are near uniform)."""

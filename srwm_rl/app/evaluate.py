@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 import tyro
 
 from agents.registry import ALGORITHMS, TrainConfig
-from srwm_rl.app.command import UsageError, check_counts, parse, run_dir_of
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse, run_dir_of
 from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
 
 Flag = Annotated[bool, tyro.conf.FlagCreatePairsOff]
@@ -27,17 +27,17 @@ Target = Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_
 class Levels:
     """Which levels or tasks (default: the held-out ones)."""
 
-    split: Optional[Literal["train", "test"]] = None
+    split: Annotated[Optional[Literal["train", "test"]], OWN_DEFAULT] = None
     """In-context tasks: the task set; Procgen: train = the training levels, test = the 200 levels starting at 1000 (the paper's first unseen block). Default: test. Other Gymnasium environments have no splits: they refuse it."""
-    games: tuple[str, ...] = ()
+    games: Annotated[tuple[str, ...], OWN_DEFAULT] = ()
     """Procgen games (default: those trained on)."""
-    start_level: Optional[int] = None
+    start_level: Annotated[Optional[int], OWN_DEFAULT] = None
     """Procgen: first level seed (default: as the split says)."""
-    num_levels: Optional[int] = None
+    num_levels: Annotated[Optional[int], OWN_DEFAULT] = None
     """Procgen: number of levels, 0 = the full distribution (default: as the split says)."""
-    distribution_mode: Optional[str] = None
+    distribution_mode: Annotated[Optional[str], OWN_DEFAULT] = None
     """Procgen: easy, hard, memory, ... (default: as trained)."""
-    trial_episodes: Optional[int] = None
+    trial_episodes: Annotated[Optional[int], OWN_DEFAULT] = None
     """Episodes per trial with memory kept across them (default: as trained; 0 = no trials)."""
 
 
@@ -45,7 +45,7 @@ class Levels:
 class Rollout:
     """How the rollouts run."""
 
-    num_envs: Optional[int] = None
+    num_envs: Annotated[Optional[int], OWN_DEFAULT] = None
     """Environments stepped together (default: min(episodes, 64))."""
     seed: int = 0
     """Seed of the environments and of action sampling."""
@@ -142,9 +142,9 @@ class EvaluateArgs:
     """A run directory or a checkpoint file."""
     num_episodes: int = 200
     """Episodes per game (trials, with --trial-episodes); a few-shot run: tasks per class source."""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Output directory (default: RUN_DIR/eval/<split>-s<seed>)."""
-    sample: Flag = False
+    sample: Annotated[Flag, OWN_DEFAULT] = False
     """Sample actions (default: greedy, as in the paper)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
@@ -203,7 +203,7 @@ class RecordArgs:
 
     target: Target
     """A run directory or a checkpoint file."""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Video file, .mp4 or .gif (default: RUN_DIR/videos/<split>-s<seed>.mp4)."""
     gif: Flag = False
     """Write a gif (when --out is not given)."""
@@ -219,9 +219,9 @@ class RecordArgs:
     """Height of one tile in pixels."""
     max_steps: Optional[int] = None
     """Stop after this many steps."""
-    sample: Flag = False
+    sample: Annotated[Flag, OWN_DEFAULT] = False
     """Sample actions (default: greedy, as in the paper)."""
-    overwrite: Flag = False
+    overwrite: Annotated[Flag, OWN_DEFAULT] = False
     """Replace the video file if it exists (default: refuse)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
