@@ -62,6 +62,10 @@ class VecEnv(abc.ABC):
         """uint8 RGB ``[N, H, W, 3]`` of the current state for video, or None if unsupported."""
         return None
 
+    def action_names(self) -> list[str] | None:
+        """A name per Discrete action (for video overlays), or None when the env has none."""
+        return None
+
     @property
     def unwrapped(self) -> VecEnv:
         """The innermost VecEnv (wrappers override this)."""

@@ -97,6 +97,15 @@ class _GymnasiumBase(VecEnv):
         return obs, rew, term, trunc, info
 
 
+def _names_of(env: gymnasium.Env) -> list[str] | None:
+    """``action_names`` (our tasks) or ``get_action_meanings()`` (Atari) of a Gymnasium env, if any."""
+    base = env.unwrapped
+    names = getattr(base, "action_names", None)
+    if names is None and hasattr(base, "get_action_meanings"):
+        names = base.get_action_meanings()
+    return [str(n) for n in names] if names is not None else None
+
+
 class GymnasiumVecEnv(_GymnasiumBase):
     """``len(env_fns)`` Gymnasium envs stepped in-process, one after the other."""
 
@@ -140,6 +149,9 @@ class GymnasiumVecEnv(_GymnasiumBase):
                 o = env.reset(options={"keep_task": True} if self._keep[i] else None)[0]
             obs_set_row(obs, i, o)
         return self._finish(obs, rew, term, trunc, extra, final)
+
+    def action_names(self) -> list[str] | None:
+        return _names_of(self.envs[0])
 
     def get_frames(self) -> np.ndarray | None:
         if self.envs[0].render_mode != "rgb_array":

@@ -135,11 +135,19 @@ def read_info(env: Any) -> dict[str, np.ndarray]:
     return {k: np.array([d[k] for d in infos]) for k in infos[0]}
 
 
+# Procgen's 15 actions: its key combinations (procgen.env.ProcgenGym3Env.get_combos), named
+ACTION_NAMES = ["LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
+                "D", "A", "W", "S", "Q", "E"]
+
+
 class ProcgenVecEnv(VecEnv):
     """Procgen game(s) as a VecEnv (see the module docstring). ``games``: one name or several."""
 
     observation_space = OBSERVATION_SPACE
     action_space = ACTION_SPACE
+
+    def action_names(self) -> list[str] | None:
+        return list(ACTION_NAMES)
 
     def __init__(self, games: str | list[str], num_envs: int, seed: int | None = None, **options: Any) -> None:
         self.games = [games] if isinstance(games, str) else list(games)

@@ -46,6 +46,9 @@ class VecEnvWrapper(VecEnv):
     def get_frames(self) -> np.ndarray | None:
         return self.env.get_frames()
 
+    def action_names(self) -> list[str] | None:
+        return self.env.action_names()
+
     @property
     def unwrapped(self) -> VecEnv:
         return self.env.unwrapped

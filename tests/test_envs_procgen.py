@@ -145,3 +145,14 @@ def test_no_gym_banner_on_procgen_commands():
     code = "import envs; e = envs.make('procgen:coinrun', 1, 0); e.reset(); e.close()"
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "unmaintained" not in err and "Gymnasium" not in err, err
+
+
+def test_action_names_are_procgens_key_combinations():
+    from envs.procgen_env import ACTION_NAMES, procgen_env_class
+    combos = procgen_env_class().get_combos(None)
+    assert ACTION_NAMES == ["+".join(c) or "NOOP" for c in combos]
+    env = envs.make("procgen:coinrun", 1, 0)
+    try:
+        assert env.action_names() == ACTION_NAMES
+    finally:
+        env.close()

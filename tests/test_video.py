@@ -150,3 +150,11 @@ def test_overlay_return_is_the_episode_return_of_episodes_csv(tmp_path, monkeypa
     assert len(rows) == len(shown) >= 2 and shown == pytest.approx(csv_returns)
     if env_id == "CartPole-v1":                            # raw units: one per step, not the clipped 0.5
         assert csv_returns == [float(r["length"]) for r in rows]
+
+
+def test_overlay_names_the_action():
+    import envs
+    from srwm_rl.eval.video.overlay import _action_text
+    names = envs.make("srwm_rl/DarkRoom-v0", 1, 0).action_names()
+    assert names == ["noop", "up", "down", "left", "right"] and _action_text(np.int64(3), names) == "action left"
+    assert _action_text(np.array([1, 0, 2])) == "action 1 0 2" and _action_text(np.array([0.5, -1.0])) == "+0.50 -1.00"

@@ -259,7 +259,8 @@ def record_main(argv: list[str], prog: str) -> int:
         enable_frames(env)
         trials = int(getattr(env, "trial_episodes", 0) or 0)
         rec = RolloutRecorder(writer, args.grid, overlays=not args.no_overlays, height=args.height,
-                              introspect=policy.core.introspect, trial_episodes=trials)
+                              introspect=policy.core.introspect, trial_episodes=trials,
+                              action_names=env.action_names())
         bar = progress_bar(args.grid * args.episodes, "trial" if trials else "episode")
         records = run_episodes(policy, env, args.grid * args.episodes, deterministic=not args.sample,
                                seed=args.rollout.seed, on_step=rec, capture_frames=True, max_steps=args.max_steps,
