@@ -162,3 +162,12 @@ def test_spaces_env_rewards():
     env.reset(seed=1)
     target = env._target.copy()
     assert env.step(target)[1] == 1.0
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCarContinuous-v0"])
+@pytest.mark.parametrize("algo", [["--ppo.num_steps", "8", "--ppo.num_minibatches", "1"], IMPALA])
+def test_continuous_control_trains_evaluates_and_records(tmp_path, env_id, algo):
+    run = tmp_path / "run"
+    assert main(["train", "--env.id", env_id, "--total_steps", "32", "--run_dir", str(run), *TINY, *algo]) == 0
+    assert main(["evaluate", str(run), "--num_episodes", "1"]) == 0
+    assert main(["record", str(run), "--out", str(tmp_path / "v.mp4"), "--max-steps", "5", "--height", "128"]) == 0
