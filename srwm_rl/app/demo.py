@@ -84,7 +84,7 @@ def demo_main(argv: list[str], prog: str) -> int:
     before = adaptation(untrained, cfg, 10_000, result["normalizers"])
     after = adaptation(result["policy"], cfg, 10_000, result["normalizers"])
 
-    print(f"\nHeld-out tasks ({EVAL_TRIALS} trials): mean return per episode of a trial (95% CI)")
+    print(f"\nHeld-out tasks ({EVAL_TRIALS} trials, sampled actions): mean return per episode of a trial (95% CI)")
     print(f"{'episode':>8} | {'untrained':>20} | {'trained SRWM-PPO':>20}")
     for b, a in zip(before, after):
         fmt = lambda r: f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"  # noqa: E731

@@ -74,7 +74,7 @@ def algorithm_of(target: str):
 
 
 def load(target: str, device: str, threads: int = 0):
-    """(cfg, policy, ckpt) of an actor-critic run, or UsageError naming the problem."""
+    """The :class:`srwm_rl.run.agent.Agent` of an actor-critic run, or UsageError naming the problem."""
     import torch
     if threads < 0:
         raise UsageError(f"--threads={threads}: must be >= 0")
@@ -237,7 +237,8 @@ def record_main(argv: list[str], prog: str) -> int:
     check_counts(grid=args.grid, episodes=args.episodes, height=args.height, max_steps=args.max_steps)
     if not args.no_overlays and args.height < 128:
         raise UsageError(f"--height={args.height}: tiles with overlays need >= 128 pixels")
-    cfg, policy, ckpt = load(args.target, args.rollout.device, args.rollout.threads)
+    agent = load(args.target, args.rollout.device, args.rollout.threads)
+    cfg, policy, ckpt = agent.config, agent.policy, agent.checkpoint
     if args.out:
         path = Path(args.out)
     else:

@@ -82,13 +82,14 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
 
     Levels/tasks as in :func:`eval_env_overrides`; the training normaliser statistics are loaded and
     frozen. Warns (``UserWarning``) with the count when Procgen levels overlap the training levels.
-    ``agent``: an already loaded ``(cfg, policy, ckpt)`` (:func:`srwm_rl.run.agent.load_agent`);
+    ``agent``: an already loaded :class:`srwm_rl.run.agent.Agent` (:func:`srwm_rl.run.agent.load_agent`);
     ``on_step``: passed to :func:`run_episodes`; ``progress``: a progress bar (stderr) over all the
     episodes (trials) of all games.
     Returns the records (sorted by game, then trial) and the summary of :func:`summarize` plus the
     settings.
     """
-    cfg, policy, ckpt = agent if agent is not None else load_agent(checkpoint_or_run_dir, device)
+    agent = agent if agent is not None else load_agent(checkpoint_or_run_dir, device)
+    cfg, policy, ckpt = agent.config, agent.policy, agent.checkpoint
     per_game, desc = eval_env_overrides(cfg, split, games, start_level, num_levels, distribution_mode,
                                         trial_episodes)
     if desc.get("overlap_levels"):
