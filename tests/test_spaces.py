@@ -171,3 +171,11 @@ def test_continuous_control_trains_evaluates_and_records(tmp_path, env_id, algo)
     assert main(["train", "--env.id", env_id, "--total_steps", "32", "--run_dir", str(run), *TINY, *algo]) == 0
     assert main(["evaluate", str(run), "--num_episodes", "1"]) == 0
     assert main(["record", str(run), "--out", str(tmp_path / "v.mp4"), "--max-steps", "5", "--height", "128"]) == 0
+
+
+def test_clipped_box_actions_stay_inside_float64_bounds():
+    space = gym.spaces.Box(np.array([-0.1, 0.0]), np.array([0.1, 0.3]), dtype=np.float64)
+    spec = action_spec(space)
+    assert np.all(spec.low.astype(np.float64) >= space.low) and np.all(spec.high.astype(np.float64) <= space.high)
+    d = spec.make(torch.tensor([[5.0, -5.0]]), torch.zeros(2), torch.as_tensor(spec.low), torch.as_tensor(spec.high))
+    assert space.contains(d.sample()[0].numpy().astype(np.float64))

@@ -84,7 +84,7 @@ def _box(space: gym.spaces.Box, continuous: str) -> ActionSpec:
     if continuous not in CONTINUOUS:
         raise ValueError(f"policy.continuous_actions={continuous!r}: must be one of {list(CONTINUOUS)}")
     a = int(space.shape[0])
-    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    low, high = _inward_float32(space.low, space.high)
     bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
     if continuous == "tanh" and not bounded:
         raise ValueError(f"policy.continuous_actions='tanh' needs finite action bounds, but the action space is "
@@ -95,6 +95,14 @@ def _box(space: gym.spaces.Box, continuous: str) -> ActionSpec:
         dist = CONTINUOUS[continuous]
         make = (lambda out, log_std, lo, hi: dist(out, log_std, lo, hi))
     return ActionSpec(a, a, (a,), torch.float32, make, lambda x: x.float(), gaussian=True, low=low, high=high)
+
+
+def _inward_float32(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 bounds inside the (maybe float64) box: an action clipped to them passes the env's check."""
+    lo, hi = low.astype(np.float32), high.astype(np.float32)
+    lo = np.where(lo < low, np.nextafter(lo, np.float32(np.inf)), lo).astype(np.float32)
+    hi = np.where(hi > high, np.nextafter(hi, np.float32(-np.inf)), hi).astype(np.float32)
+    return lo, hi
 
 
 ACTION_SPACES: dict[type, Callable[[gym.Space, str], ActionSpec]] = {
