@@ -107,7 +107,7 @@ def run_evaluation(target: str, agent, levels: Levels, rollout: Rollout, num_epi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            result = evaluate(target, agent=agent, split=split_of(levels, agent[0]), games=levels.games or None,
+            result = evaluate(target, agent=agent, split=split_of(levels, agent.config), games=levels.games or None,
                               start_level=levels.start_level, num_levels=levels.num_levels,
                               distribution_mode=levels.distribution_mode, num_episodes=num_episodes,
                               trial_episodes=kw.pop("trial_episodes", levels.trial_episodes),
