@@ -105,8 +105,10 @@ def test_horizon_is_the_limit_that_ends_the_run(tmp_path, capsys, monkeypatch):
     import types
 
     import srwm_rl.run.harness as harness
+    import srwm_rl.run.limits as limits
     clock = [1000.0]
-    monkeypatch.setattr(harness, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    for module in (harness, limits):
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(time=lambda: clock[0]))
     seen = []
 
     def tick(i):
