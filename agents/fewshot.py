@@ -226,7 +226,7 @@ def train(run: Run) -> dict[str, Any]:
     while not run.done:
         update = run.update
         if f.anneal_lr:
-            optimizer.param_groups[0]["lr"] = f.learning_rate * (1.0 - update / num_updates)
+            optimizer.param_groups[0]["lr"] = run.annealed(f.learning_rate)
         if f.distortion_warmup:
             source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
         batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))

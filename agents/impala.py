@@ -72,7 +72,7 @@ class ImpalaConfig:
     learning_rate: float = 6e-4
     """RMSprop learning rate."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over total_steps."""
+    """Decay the learning rate linearly to 0 over the run's horizon: at the fraction done of total_steps or of time_limit, whichever is further."""
     rmsprop_alpha: float = 0.99
     """RMSprop smoothing constant."""
     rmsprop_eps: float = 0.01
@@ -195,7 +195,7 @@ def train(run: Run) -> dict[str, Any]:
             # ---- 1-2. gather a batch of unrolls -------------------------------------------------
             t0 = time.time()
             try:
-                items = pool.gather(batch_slots, run.stop, episodes.add)
+                items = pool.gather(batch_slots, run.halt, episodes.add)
             except ActorFailure as e:
                 raise ActorFailure(run.failure_message(str(e))) from None
             if items is None:
@@ -207,8 +207,7 @@ def train(run: Run) -> dict[str, Any]:
             t1 = time.time()
             window["wait"] += t1 - t0
             # ---- 3-4. learn -------------------------------------------------------------------------
-            lr = ic.learning_rate * max(0.0, 1.0 - run.global_step / cfg.total_steps) if ic.anneal_lr \
-                else ic.learning_rate
+            lr = run.annealed(ic.learning_rate) if ic.anneal_lr else ic.learning_rate
             optimizer.param_groups[0]["lr"] = lr
             bad = nonfinite_data(observation=batch["obs"], reward=batch["reward"])
             grad_norm = torch.tensor(math.nan)

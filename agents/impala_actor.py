@@ -36,6 +36,7 @@ import torch
 
 import envs
 from envs.api import empty_obs
+from srwm_rl.nn.actions import action_spec
 from srwm_rl.nn.cores import State
 from srwm_rl.nn.policy import ActorCritic
 from srwm_rl.nn.tree import tree_map
@@ -43,7 +44,7 @@ from srwm_rl.run.agent import build_policy
 from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
 from srwm_rl.run.guards import TrainingFailure, nonfinite_data
 from srwm_rl.run.harness import StopSignal
-from srwm_rl.run.rollout import bootstrap_truncated
+from srwm_rl.run.rollout import bootstrap_truncated, episodes_of
 
 
 class UnrollBuffers:
@@ -56,8 +57,8 @@ class UnrollBuffers:
         obs = empty_obs(obs_space, E)
         self.obs = tree_map(lambda v: alloc((slots, T + 1, *v.shape), torch.from_numpy(v).dtype), obs)
         self.first = alloc((slots, T + 1, E), torch.bool)
-        discrete = action_space.shape == ()
-        self.action = alloc((slots, T, E, *action_space.shape), torch.int64 if discrete else torch.float32)
+        actions = action_spec(action_space)
+        self.action = alloc((slots, T, E, *actions.shape), actions.dtype)
         self.logp = alloc((slots, T, E), torch.float32)
         self.reward = alloc((slots, T, E), torch.float32)
         self.done = alloc((slots, T, E), torch.bool)
@@ -162,10 +163,9 @@ class Actor:
             buf.reward[slot, t].copy_(torch.from_numpy(reward))
             buf.done[slot, t].copy_(torch.from_numpy(np.asarray(term | trunc)))
             self.first = self.env.first
-            done = info["episode_done"]
-            if done.any():
-                returns += info["episode_return"][done].tolist()
-                lengths += info["episode_length"][done].tolist()
+            ended = episodes_of(info)            # per episode (inner episodes of trials)
+            returns += ended[0]
+            lengths += ended[1]
             if stop is not None and stop.is_set():
                 return None
         return returns, lengths

@@ -54,7 +54,7 @@ class PPOConfig:
     learning_rate: float = 3e-4
     """Adam learning rate."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly to 0 over the run."""
+    """Decay the learning rate linearly to 0 over the run's horizon: at the fraction done of total_steps or of time_limit, whichever is further."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
@@ -100,10 +100,10 @@ class PPOConfig:
 class Rollout:
     """Time-major storage for one rollout of T steps from N environments, on the learner's device."""
 
-    def __init__(self, T: int, N: int, obs_example, action_shape, device):
+    def __init__(self, T: int, N: int, obs_example, action_shape, device, action_dtype=torch.float32):
         self.obs = tree_map(lambda v: torch.zeros((T, *v.shape), dtype=v.dtype, device=device), obs_example)
         self.first = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.actions = torch.zeros((T, N, *action_shape), device=device)
+        self.actions = torch.zeros((T, N, *action_shape), dtype=action_dtype, device=device)
         self.logp, self.values, self.rewards = (torch.zeros(T, N, device=device) for _ in range(3))
         self.dones = torch.zeros(T, N, dtype=torch.bool, device=device)
 
@@ -174,7 +174,7 @@ def train(run: Run) -> dict[str, Any]:
 
     def extra() -> dict[str, Any]:
         return {"obs": carry["obs"], "first": carry["first"], "state": list(carry["state"]),
-                "episodes": [list(episodes.returns), list(episodes.lengths)], "env": env_state(env)}
+                "episodes": [list(episodes.returns), list(episodes.lengths), list(episodes.trial_returns)], "env": env_state(env)}
 
     run.track(policy, optimizer, env.observation_space, env.action_space, env=env, extra=extra)
     num_updates = math.ceil(cfg.total_steps / (T * N))
@@ -182,7 +182,8 @@ def train(run: Run) -> dict[str, Any]:
     if saved is not None and saved.get("env") is not None and _restored(env, saved["env"], run):
         obs = tree_map(lambda v: v.to(device), saved["obs"])
         first, state = saved["first"].to(device), tuple(s.to(device) for s in saved["state"])
-        episodes.add(*saved["episodes"])
+        episodes.add(*saved["episodes"][:2])
+        episodes.trial_returns.extend(saved["episodes"][2] if len(saved["episodes"]) > 2 else [])
     else:                                      # fresh, or an environment without a snapshot: re-seed
         obs = obs_to_torch(env.reset(seed=cfg.seed + 7919 * run.update), device)
         first = torch.as_tensor(env.first, device=device)
@@ -191,18 +192,18 @@ def train(run: Run) -> dict[str, Any]:
             run.warn("warning: this environment cannot be snapshotted (Procgen or async vectorisation): "
                      "the resumed run re-seeds its environments, so it is not identical to an uninterrupted one")
     carry.update(obs=obs, first=first, state=state)
-    buf = Rollout(T, N, obs, env.action_space.shape, device)
+    buf = Rollout(T, N, obs, policy.actions.shape, device, policy.actions.dtype)
     guard = NonFiniteGuard(p.max_nonfinite)
     run.start(total=num_updates * T * N)
     try:
         while not run.done:
             if p.anneal_lr:
-                optimizer.param_groups[0]["lr"] = p.learning_rate * (1.0 - run.update / num_updates)
+                optimizer.param_groups[0]["lr"] = run.annealed(p.learning_rate)
             state0 = state
             # ---- 1. rollout -----------------------------------------------------------------
             try:
                 obs, first, state, next_value = collect(policy, env, buf, obs, first, state, p.gamma,
-                                                        episodes.add_info, run.stop)
+                                                        episodes.add_info, run.halt)
             except NonFiniteError as e:
                 raise NonFiniteError(run.failure_message(str(e), _HINT)) from None
             state = tuple(s.detach() for s in state)
@@ -223,8 +224,8 @@ def train(run: Run) -> dict[str, Any]:
                 raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step", _HINT))
             guard.ok()
             run.end_update(T * N, score=episodes.score, metrics=lambda: {
-                "episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
-                "learning_rate": optimizer.param_groups[0]["lr"], "nonfinite_skipped": guard.skipped,
+                **episodes.metrics(), "learning_rate": optimizer.param_groups[0]["lr"],
+                "nonfinite_skipped": guard.skipped,
                 "explained_variance": explained_variance(buf.values.flatten(), ret.flatten()), **stats,
                 **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}})
         return run.finish(episode_return=episodes.mean_return, policy=policy, normalizers=normalizer_state(env))
@@ -256,8 +257,7 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
     for _ in range(p.update_epochs):
         for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
             dist, value, _ = policy(tree_map(lambda v: v[:, mb], buf.obs), select_state(state0, mb), buf.first[:, mb])
-            a = buf.actions[:, mb]
-            logp = dist.log_prob(a.long() if policy.n_actions is not None else a)
+            logp = dist.log_prob(buf.actions[:, mb])
             mb_adv = adv[:, mb]
             if p.norm_adv and mb_adv.numel() > 1:
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)

@@ -73,7 +73,10 @@ def _train(run: Run, model_class: Callable[[], type], policies: dict[str, str]) 
     obs_kind = "dict" if isinstance(space, gym.spaces.Dict) else "image" if len(getattr(space, "shape", ())) == 3 \
         else "vector"
     vec = SB3VecEnvAdapter(env)
-    model = model_class()(policies[obs_kind], vec, **_sb3_kwargs(p, env.num_envs, cfg.seed, run.device))
+    kwargs = _sb3_kwargs(p, env.num_envs, cfg.seed, run.device)
+    if p.anneal_lr:                              # the run's horizon (time limit included), not SB3's own
+        kwargs["learning_rate"] = lambda _: run.annealed(p.learning_rate)
+    model = model_class()(policies[obs_kind], vec, **kwargs)
     run.track(model.policy, model.policy.optimizer, env.observation_space, env.action_space, env=env)
     episodes = EpisodeStats(env.num_envs)
     run.start(total=cfg.total_steps)

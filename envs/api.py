@@ -23,7 +23,7 @@ from typing import Any, Protocol, Union, runtime_checkable
 import gymnasium
 import numpy as np
 
-Obs = Union[np.ndarray, dict[str, np.ndarray]]
+Obs = Union[np.ndarray, dict[str, Any], tuple]
 StepResult = tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
 
@@ -32,7 +32,8 @@ class VecEnv(abc.ABC):
 
     ``observation_space`` and ``action_space`` describe ONE environment. Observations are numpy arrays
     ``[N, *obs_shape]`` (images uint8 channels-last ``[N, H, W, C]``) or dicts of such arrays.
-    Actions are int ``[N]`` for Discrete spaces and float ``[N, A]`` for Box spaces.
+    Actions are int ``[N]`` for Discrete spaces, int ``[N, K]`` for MultiDiscrete and MultiBinary
+    spaces and float ``[N, A]`` for Box spaces.
     """
 
     num_envs: int
@@ -59,6 +60,10 @@ class VecEnv(abc.ABC):
 
     def get_frames(self) -> np.ndarray | None:
         """uint8 RGB ``[N, H, W, 3]`` of the current state for video, or None if unsupported."""
+        return None
+
+    def action_names(self) -> list[str] | None:
+        """A name per Discrete action (for video overlays), or None when the env has none."""
         return None
 
     @property
@@ -116,7 +121,27 @@ def validate_actions(actions: Any, space: gymnasium.spaces.Space, num_envs: int)
                 f"(clip before stepping), got min {actions.min()} max {actions.max()}"
             )
         return actions.astype(space.dtype, copy=False)
-    raise ValueError(f"action_space: only Discrete and Box are supported, got {space}")
+    if isinstance(space, (gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary)):
+        want = (num_envs, *space.shape)
+        if actions.shape != want:
+            raise ValueError(f"actions: expected shape {want} for {space} with {num_envs} envs, got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            if not (np.issubdtype(actions.dtype, np.floating) and np.all(np.mod(actions, 1) == 0)):
+                raise ValueError(f"actions: expected integers for {space}, got dtype {actions.dtype}")
+        if isinstance(space, gymnasium.spaces.MultiBinary):
+            lo, hi = np.zeros(space.shape, np.int64), np.full(space.shape, 2, np.int64)
+        else:
+            lo = np.asarray(getattr(space, "start", 0)) + np.zeros(space.shape, np.int64)
+            hi = lo + space.nvec
+        if actions.size and (np.any(actions < lo) or np.any(actions >= hi)):
+            raise ValueError(f"actions: {space} allows components in [start, start + nvec), got "
+                             f"{actions[np.any((actions < lo) | (actions >= hi), axis=tuple(range(1, actions.ndim)))][:4].tolist()}")
+        return actions.astype(space.dtype, copy=False)
+    raise ValueError(f"action_space: only {', '.join(s.__name__ for s in ACTION_SPACES)} are supported, got {space}")
+
+
+ACTION_SPACES = (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary,
+                 gymnasium.spaces.Box)
 
 
 class EpisodeTracker:
@@ -146,27 +171,39 @@ class EpisodeTracker:
         return {"episode_done": done.copy(), "episode_return": ep_return, "episode_length": ep_length}
 
 
+_LEAF_OBS = (gymnasium.spaces.Box, gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete,
+             gymnasium.spaces.MultiBinary)
+
+
 def space_is_supported_obs(space: gymnasium.spaces.Space) -> bool:
-    """Box and Discrete observations, or a Dict of them (possibly nested)."""
+    """Box, Discrete, MultiDiscrete and MultiBinary observations, or a Dict / Tuple of them (nested)."""
     if isinstance(space, gymnasium.spaces.Dict):
         return all(space_is_supported_obs(s) for s in space.spaces.values())
-    return isinstance(space, (gymnasium.spaces.Box, gymnasium.spaces.Discrete))
+    if isinstance(space, gymnasium.spaces.Tuple):
+        return all(space_is_supported_obs(s) for s in space.spaces)
+    return isinstance(space, _LEAF_OBS)
 
 
 def empty_obs(space: gymnasium.spaces.Space, n: int) -> Obs:
-    """Zeroed batch ``[n, ...]`` for one env's observation space (Discrete -> int64 [n])."""
+    """Zeroed batch ``[n, ...]`` for one env's observation space (Discrete -> int64 [n]); Dict -> dict,
+    Tuple -> tuple of such batches."""
     if isinstance(space, gymnasium.spaces.Dict):
         return {k: empty_obs(s, n) for k, s in space.spaces.items()}
+    if isinstance(space, gymnasium.spaces.Tuple):
+        return tuple(empty_obs(s, n) for s in space.spaces)
     if isinstance(space, gymnasium.spaces.Discrete):
         return np.zeros(n, np.int64)
     return np.zeros((n, *space.shape), space.dtype)
 
 
 def obs_set_row(batch: Obs, i: int, value: Any) -> None:
-    """``batch[i] = value`` for an array or a (nested) dict of arrays."""
+    """``batch[i] = value`` for an array or a (nested) dict / tuple of arrays."""
     if isinstance(batch, dict):
         for k, v in batch.items():
             obs_set_row(v, i, value[k])
+    elif isinstance(batch, tuple):
+        for b, v in zip(batch, value):
+            obs_set_row(b, i, v)
     else:
         batch[i] = value
 
@@ -175,6 +212,8 @@ def obs_copy(obs: Obs) -> Obs:
     """Deep copy of an observation batch."""
     if isinstance(obs, dict):
         return {k: obs_copy(v) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(obs_copy(v) for v in obs)
     return obs.copy()
 
 
@@ -182,6 +221,8 @@ def obs_where(mask: np.ndarray, a: Obs, b: Obs) -> Obs:
     """Rows of ``a`` where ``mask`` [N] is True, rows of ``b`` elsewhere (new arrays)."""
     if isinstance(a, dict):
         return {k: obs_where(mask, a[k], b[k]) for k in a}
+    if isinstance(a, tuple):
+        return tuple(obs_where(mask, x, y) for x, y in zip(a, b))
     return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
 
 

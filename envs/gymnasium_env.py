@@ -20,7 +20,7 @@ import gymnasium
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
-from envs.api import (EpisodeTracker, Obs, StepResult, VecEnv, empty_obs, obs_copy, obs_set_row,
+from envs.api import (ACTION_SPACES, EpisodeTracker, Obs, StepResult, VecEnv, empty_obs, obs_copy, obs_set_row,
                       space_is_supported_obs, spawn_seeds, validate_actions)
 
 EnvFn = Callable[[], gymnasium.Env]
@@ -45,10 +45,11 @@ class _GymnasiumBase(VecEnv):
     def __init__(self, num_envs: int, observation_space: gymnasium.spaces.Space,
                  action_space: gymnasium.spaces.Space, seed: int | None) -> None:
         if not space_is_supported_obs(observation_space):
-            raise ValueError(f"observation_space: only Box, Discrete and Dict of them are supported, "
-                             f"got {observation_space}")
-        if not isinstance(action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.Box)):
-            raise ValueError(f"action_space: only Discrete and Box are supported, got {action_space}")
+            raise ValueError(f"observation_space: only Box, Discrete, MultiDiscrete, MultiBinary and Dict / "
+                             f"Tuple of them are supported, got {observation_space}")
+        if not isinstance(action_space, ACTION_SPACES):
+            raise ValueError(f"action_space: only {', '.join(s.__name__ for s in ACTION_SPACES)} are supported, "
+                             f"got {action_space}")
         self.num_envs = num_envs
         self.observation_space = observation_space
         self.action_space = action_space
@@ -96,6 +97,15 @@ class _GymnasiumBase(VecEnv):
         return obs, rew, term, trunc, info
 
 
+def _names_of(env: gymnasium.Env) -> list[str] | None:
+    """``action_names`` (our tasks) or ``get_action_meanings()`` (Atari) of a Gymnasium env, if any."""
+    base = env.unwrapped
+    names = getattr(base, "action_names", None)
+    if names is None and hasattr(base, "get_action_meanings"):
+        names = base.get_action_meanings()
+    return [str(n) for n in names] if names is not None else None
+
+
 class GymnasiumVecEnv(_GymnasiumBase):
     """``len(env_fns)`` Gymnasium envs stepped in-process, one after the other."""
 
@@ -139,6 +149,9 @@ class GymnasiumVecEnv(_GymnasiumBase):
                 o = env.reset(options={"keep_task": True} if self._keep[i] else None)[0]
             obs_set_row(obs, i, o)
         return self._finish(obs, rew, term, trunc, extra, final)
+
+    def action_names(self) -> list[str] | None:
+        return _names_of(self.envs[0])
 
     def get_frames(self) -> np.ndarray | None:
         if self.envs[0].render_mode != "rgb_array":

@@ -47,11 +47,31 @@ ACTION_SPACE = gymnasium.spaces.Discrete(15)
 
 def procgen_env_class() -> type:
     """``procgen.ProcgenGym3Env``, or an ImportError that says how to install it."""
+    import contextlib
+    import io
+    import sys
+
+    captured = io.StringIO()
     try:
-        from procgen import ProcgenGym3Env
+        # procgen imports the old ``gym``, which prints a 4-line "Gym has been unmaintained" notice to
+        # stderr on import; we use Gymnasium, so that notice is dropped (anything else is passed on)
+        with contextlib.redirect_stderr(captured):
+            from procgen import ProcgenGym3Env
     except ImportError as err:
         raise ImportError(f"Procgen is not installed: {INSTALL_HINT}") from err
+    finally:
+        rest = captured.getvalue()
+        if "Gym has been unmaintained" in rest:
+            rest = "\n".join(line for line in rest.splitlines()
+                             if not _is_gym_notice(line)).strip("\n")
+        if rest:
+            print(rest, file=sys.stderr)
     return ProcgenGym3Env
+
+
+def _is_gym_notice(line: str) -> bool:
+    return any(part in line for part in ("Gym has been unmaintained", "Please upgrade to Gymnasium",
+                                         "simply replace 'import gym'", "gymnasium.farama.org/introduction/migration"))
 
 
 def valid_modes(game: str) -> list[str]:
@@ -115,11 +135,19 @@ def read_info(env: Any) -> dict[str, np.ndarray]:
     return {k: np.array([d[k] for d in infos]) for k in infos[0]}
 
 
+# Procgen's 15 actions: its key combinations (procgen.env.ProcgenGym3Env.get_combos), named
+ACTION_NAMES = ["LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
+                "D", "A", "W", "S", "Q", "E"]
+
+
 class ProcgenVecEnv(VecEnv):
     """Procgen game(s) as a VecEnv (see the module docstring). ``games``: one name or several."""
 
     observation_space = OBSERVATION_SPACE
     action_space = ACTION_SPACE
+
+    def action_names(self) -> list[str] | None:
+        return list(ACTION_NAMES)
 
     def __init__(self, games: str | list[str], num_envs: int, seed: int | None = None, **options: Any) -> None:
         self.games = [games] if isinstance(games, str) else list(games)

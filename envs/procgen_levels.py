@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from envs.api import EpisodeTracker, StepResult, VecEnv, spawn_seeds, validate_actions
-from envs.procgen_env import (ACTION_SPACE, OBSERVATION_SPACE, check_options, procgen_env_class,
+from envs.procgen_env import (ACTION_NAMES, ACTION_SPACE, OBSERVATION_SPACE, check_options, procgen_env_class,
                               read_info, split_counts)
 
 
@@ -26,6 +26,9 @@ class ProcgenLevelVecEnv(VecEnv):
 
     observation_space = OBSERVATION_SPACE
     action_space = ACTION_SPACE
+
+    def action_names(self) -> list[str] | None:
+        return list(ACTION_NAMES)
 
     def __init__(self, games: str | list[str], num_envs: int, seed: int | None = None, **options: Any) -> None:
         self.games = [games] if isinstance(games, str) else list(games)

@@ -75,3 +75,85 @@ class CountingEnv(VecEnv):
 
     def close(self) -> None:
         pass
+
+
+# ---- every observation and action space, on one small task ------------------------------------------
+
+OBS_KINDS = ("box", "discrete", "multidiscrete", "multibinary", "dict", "tuple")
+ACTION_KINDS = ("discrete", "multidiscrete", "multibinary", "box")
+
+
+class SpacesEnv(gymnasium.Env):
+    """Match a hidden 2-digit target (digits in 0..2; binary kinds: bits), shown in the observation.
+
+    ``obs``: how the target is shown - box (float32 [2]), discrete (one index of 9), multidiscrete
+    ([3, 3]), multibinary (6 bits, one-hot per digit), dict ({"digits": MultiDiscrete, "pos": Box
+    [1]}), tuple ((Discrete(3), Discrete(3)))). ``action``: discrete (index of 9), multidiscrete
+    ([3, 3]), multibinary (2 bits: the digits' parities), box ([-1, 1]^2, digit d at -1 + d). Reward
+    per step: the fraction of digits matched (box: 1 - mean |a - target| / 2). A new target every
+    step; ``episode_length`` steps per episode. Registered as ``envs.testing:SpacesTest-v0``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, obs: str = "box", action: str = "discrete", episode_length: int = 8,
+                 render_mode: str | None = None) -> None:
+        if obs not in OBS_KINDS or action not in ACTION_KINDS:
+            raise ValueError(f"obs={obs!r} must be one of {OBS_KINDS}, action={action!r} one of {ACTION_KINDS}")
+        self.obs_kind, self.action_kind, self.episode_length = obs, action, int(episode_length)
+        self.render_mode = render_mode
+        d3 = gymnasium.spaces.Discrete(3)
+        self.observation_space = {
+            "box": gymnasium.spaces.Box(0.0, 2.0, (2,), np.float32), "discrete": gymnasium.spaces.Discrete(9),
+            "multidiscrete": gymnasium.spaces.MultiDiscrete([3, 3]), "multibinary": gymnasium.spaces.MultiBinary(6),
+            "dict": gymnasium.spaces.Dict({"digits": gymnasium.spaces.MultiDiscrete([3, 3]),
+                                           "pos": gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)}),
+            "tuple": gymnasium.spaces.Tuple((d3, d3))}[obs]
+        self.action_space = {
+            "discrete": gymnasium.spaces.Discrete(9), "multidiscrete": gymnasium.spaces.MultiDiscrete([3, 3]),
+            "multibinary": gymnasium.spaces.MultiBinary(2),
+            "box": gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)}[action]
+        self._target = np.zeros(2, np.int64)
+        self._t = 0
+
+    def _obs(self):
+        g = self._target
+        return {"box": g.astype(np.float32), "discrete": int(g[0] * 3 + g[1]), "multidiscrete": g.copy(),
+                "multibinary": np.eye(3, dtype=np.int8)[g].reshape(-1),
+                "dict": {"digits": g.copy(), "pos": np.array([self._t / self.episode_length], np.float32)},
+                "tuple": (int(g[0]), int(g[1]))}[self.obs_kind]
+
+    def _reward(self, a) -> float:
+        g = self._target
+        if self.action_kind == "discrete":
+            return float(np.mean([int(a) // 3, int(a) % 3] == g))
+        if self.action_kind == "multidiscrete":
+            return float(np.mean(np.asarray(a) == g))
+        if self.action_kind == "multibinary":
+            return float(np.mean(np.asarray(a) == g % 2))
+        return float(1.0 - np.mean(np.abs(np.asarray(a, np.float64) - (g - 1.0))) / 2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        self._target = self.np_random.integers(0, 3, 2)
+        return self._obs(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(np.asarray(action, self.action_space.dtype)
+                                          if self.action_kind != "discrete" else int(action)):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        reward = self._reward(action)
+        self._t += 1
+        self._target = self.np_random.integers(0, 3, 2)
+        return self._obs(), reward, False, self._t >= self.episode_length, {}
+
+    def render(self):
+        img = np.zeros((24, 48, 3), np.uint8)
+        img[:, :24, 0] = 120 * self._target[0]
+        img[:, 24:, 1] = 120 * self._target[1]
+        return img
+
+
+if "SpacesTest-v0" not in gymnasium.registry:
+    gymnasium.register("SpacesTest-v0", entry_point=SpacesEnv)

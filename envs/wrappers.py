@@ -2,7 +2,8 @@
 
 The normalisers keep running statistics that ``state_dict()`` returns as plain dicts of numpy arrays
 and floats (checkpoint-friendly) and ``load_state_dict()`` restores; set ``update = False`` to freeze
-them (evaluation). ``info["episode_return"]`` always reports the RAW return of the wrapped env.
+them (evaluation). ``info["episode_return"]`` always reports the RAW return of the wrapped env, and
+the wrappers that change rewards put the env's own reward of the step in ``info["raw_reward"]``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class VecEnvWrapper(VecEnv):
     def get_frames(self) -> np.ndarray | None:
         return self.env.get_frames()
 
+    def action_names(self) -> list[str] | None:
+        return self.env.action_names()
+
     @property
     def unwrapped(self) -> VecEnv:
         return self.env.unwrapped
@@ -53,7 +57,8 @@ class VecEnvWrapper(VecEnv):
 class PrevActionReward(VecEnvWrapper):
     """Obs becomes ``{"obs": obs, "prev_action": a, "prev_reward": r}`` (a Dict inner obs is merged).
 
-    ``prev_action``: int64 [N] for Discrete actions, float32 [N, A] for Box; ``prev_reward``: float32
+    ``prev_action``: int64 [N] for Discrete actions, int64 [N, K] for MultiDiscrete / MultiBinary,
+    float32 [N, A] for Box; ``prev_reward``: float32
     [N, 1]. Both are zero where ``first`` (no previous step in this episode). In ``final_obs`` they
     hold the ended episode's last action and reward.
     """
@@ -67,8 +72,12 @@ class PrevActionReward(VecEnvWrapper):
         elif isinstance(act, gymnasium.spaces.Box):
             self._act_space = gymnasium.spaces.Box(act.low, act.high, act.shape, np.float32)
             self._zero_action = np.zeros((env.num_envs, *act.shape), np.float32)
+        elif isinstance(act, (gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary)):
+            self._act_space = act
+            self._zero_action = np.zeros((env.num_envs, *act.shape), np.int64)
         else:
-            raise ValueError(f"action_space: PrevActionReward supports Discrete and Box, got {act}")
+            raise ValueError(f"action_space: PrevActionReward supports Discrete, MultiDiscrete, MultiBinary "
+                             f"and Box, got {act}")
         extra = {"prev_action": self._act_space,
                  "prev_reward": gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)}
         if isinstance(inner, gymnasium.spaces.Dict):
@@ -110,6 +119,7 @@ class ClipReward(VecEnvWrapper):
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, rew, term, trunc, info = self.env.step(actions)
+        info = {"raw_reward": rew, **info}
         return obs, np.clip(rew, self.low, self.high).astype(np.float32), term, trunc, info
 
 
@@ -208,6 +218,7 @@ class NormalizeReward(VecEnvWrapper):
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, rew, term, trunc, info = self.env.step(actions)
+        info = {"raw_reward": rew, **info}
         self._returns = self._returns * self.gamma + rew
         if self.update:
             self.rms.update(self._returns)

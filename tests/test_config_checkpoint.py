@@ -183,7 +183,10 @@ def test_help_renders_for_every_command(capsys):
         with pytest.raises(SystemExit) as e:
             main(["--help"] if name is None else [name, "--help"])
         assert e.value.code == 0, name
-    assert "--core.kind" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--core.kind" in out
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())          # one line, without the boxes
+    assert not re.search(r"\(default:[^()]*\)\.?\s*\(default:", text), "an option states two defaults"
 
 
 def test_train_agent_script_is_the_train_command():

@@ -136,3 +136,23 @@ def test_missing_procgen_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_procgen)
     with pytest.raises(ImportError, match="pip install procgen2"):
         envs.make("procgen:coinrun", 2)
+
+
+def test_no_gym_banner_on_procgen_commands():
+    """procgen imports the old gym, whose import prints a 'Gym has been unmaintained' notice."""
+    import subprocess
+    import sys
+    code = "import envs; e = envs.make('procgen:coinrun', 1, 0); e.reset(); e.close()"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "unmaintained" not in err and "Gymnasium" not in err, err
+
+
+def test_action_names_are_procgens_key_combinations():
+    from envs.procgen_env import ACTION_NAMES, procgen_env_class
+    combos = procgen_env_class().get_combos(None)
+    assert ACTION_NAMES == ["+".join(c) or "NOOP" for c in combos]
+    env = envs.make("procgen:coinrun", 1, 0)
+    try:
+        assert env.action_names() == ACTION_NAMES
+    finally:
+        env.close()

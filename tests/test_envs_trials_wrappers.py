@@ -186,3 +186,18 @@ def test_normalize_reward_matches_discounted_return_statistics():
     env.update = False
     env.step(np.zeros(2, int))
     assert env.state_dict()["count"] == state["count"]
+
+
+def test_episode_stats_count_inner_episodes_of_trials():
+    """The training curve's episode_return is per episode (as evaluate counts), trial_return per trial."""
+    from srwm_rl.run.rollout import EpisodeStats
+    stats = EpisodeStats(2)
+    nan = np.nan
+    stats.add_info({"episode_done": np.array([False, False]), "inner_episode_done": np.array([True, False]),
+                    "inner_episode_return": np.array([1.0, nan]), "inner_episode_length": np.array([5, 0]),
+                    "episode_return": np.array([nan, nan])})
+    stats.add_info({"episode_done": np.array([True, False]), "inner_episode_done": np.array([True, True]),
+                    "inner_episode_return": np.array([3.0, 2.0]), "inner_episode_length": np.array([4, 9]),
+                    "episode_return": np.array([4.0, nan])})
+    assert list(stats.returns) == [1.0, 3.0, 2.0] and list(stats.lengths) == [5, 4, 9]
+    assert stats.metrics() == {"episode_return": 2.0, "episode_length": 6.0, "trial_return": 4.0}

@@ -7,8 +7,8 @@ import pytest
 
 from evaluation_helpers import make_run, one_thread, tiny_config
 from srwm_rl.app import cli
-from srwm_rl.eval.analysis import (aggregate, bandit_arm_probs, cumulative_regret_curve, group_runs, read_run,
-                              thompson_regret, ucb1_regret)
+from srwm_rl.eval.analysis import (aggregate, bandit_arm_probs, cumulative_regret_curve, final_values, group_runs,
+                                   read_run, thompson_regret, ucb1_regret)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,12 +55,16 @@ def test_adaptation_bandit_writes_regret_against_baselines(tmp_path, capsys):
     assert "Thompson sampling" in capsys.readouterr().out
 
 
-def test_adaptation_trials_csv(tmp_path):
+def test_adaptation_trials_csv(tmp_path, capsys):
     run = make_run(tmp_path / "dark", tiny_config("srwm_rl/DarkRoom-v0", trial_episodes=3))
     out = tmp_path / "out"
     assert cli.main(["adaptation", str(run), "--num-trials", "2", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "adaptation.csv")))
-    assert [int(r["episode_in_trial"]) for r in rows] == [0, 1, 2] and all(r["n"] == "2" for r in rows)
+    mine = [r for r in rows if r["label"] != "untrained srwm"]
+    assert [int(r["episode_in_trial"]) for r in mine] == [0, 1, 2] and all(r["n"] == "2" for r in mine)
+    assert [int(r["episode_in_trial"]) for r in rows if r["label"] == "untrained srwm"] == [0, 1, 2]
+    printed = capsys.readouterr().out
+    assert "sampled actions" in printed and "warning: one training seed" in printed
 
 
 def test_adaptation_needs_trials(tmp_path, capsys):
@@ -90,9 +94,14 @@ def test_compare_groups_seeds_and_plots(tmp_path, capsys):
     assert a["n"] == 2 and a["mean"][0] == 1.0 and a["mean"][-1] == 3.0
     assert a["std"][-1] == pytest.approx(np.std([2, 4], ddof=1))
     out = tmp_path / "cmp.png"
-    assert cli.main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    assert cli.main(["compare", *map(str, runs), "--out", str(out), "--final-window", "2"]) == 0
     assert out.stat().st_size > 0 and out.with_suffix(".csv").exists()
-    assert "core.kind=srwm" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "core.kind=srwm" in printed and "mean of last 2 logs" in printed
+    # final value: each run's mean of its last 2 logs (1.5 and 3.5), then the mean over runs
+    srwm_line = next(line for line in printed.splitlines() if line.startswith("core.kind=srwm"))
+    assert " 2.50 ± 1.41" in srwm_line and "warning: one run (seed) in core.kind=lstm" in printed
+    assert list(final_values(groups["core.kind=srwm"], 2)) == [1.5, 3.5]
 
 
 def test_compare_missing_run_dir_exits_2(tmp_path, capsys):

@@ -98,3 +98,30 @@ def test_episode_stats_score_needs_enough_episodes():
     assert s.score is None and s.mean_return == 2.0     # 3 episodes < min(10, 4 envs)
     s.add([4.0, 5.0, 6.0], [6, 6, 6])
     assert s.score == pytest.approx(4.0) and s.mean_length == pytest.approx(5.6)     # the last 5
+
+
+def test_horizon_is_the_limit_that_ends_the_run(tmp_path, capsys, monkeypatch):
+    """fraction_done (progress bar and LR annealing) follows the time limit when it binds first."""
+    import types
+
+    import srwm_rl.run.harness as harness
+    import srwm_rl.run.limits as limits
+    clock = [1000.0]
+    for module in (harness, limits):
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    seen = []
+
+    def tick(i):
+        clock[0] += 0.1
+        seen.append((run.fraction_done, run.annealed(1.0)))
+    with Run(replace(CFG, total_steps=10**9, time_limit=1.0), tmp_path / "t", progress=True) as run:
+        result = toy(run, on_update=tick)
+    assert result["global_step"] == 100                                   # 10 updates of 0.1 s
+    assert [round(f, 6) for f, _ in seen] == [round(0.1 * k, 6) for k in range(1, 11)]
+    assert all(abs(lr - (1 - f)) < 1e-9 for f, lr in seen)
+    err = capsys.readouterr().err
+    assert "or 1 s" in err and "steps/s" in err and "it/s" not in err     # one speed, the real limit
+    seen.clear()
+    with Run(replace(CFG, total_steps=50), tmp_path / "s", progress=False) as run:
+        toy(run, on_update=lambda i: seen.append(run.fraction_done))
+    assert seen == [0.0, 0.2, 0.4, 0.6, 0.8]

@@ -6,7 +6,8 @@ import torch
 
 from srwm_rl.nn.cores import CoreConfig
 from srwm_rl.nn.encoders import ImpalaCNN, NatureCNN, make_encoder
-from srwm_rl.nn.policy import ActorCritic, Categorical, DiagGaussian, PolicyConfig
+from srwm_rl.nn.distributions import Categorical, DiagGaussian
+from srwm_rl.nn.policy import ActorCritic, PolicyConfig
 
 IMG = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 SMALL = CoreConfig(kind="srwm", hidden_size=16, num_heads=2, num_layers=1)

@@ -121,3 +121,40 @@ def test_record_bad_path_fails_before_the_rollout(leaper_run, tmp_path, monkeypa
     with pytest.raises(SystemExit) as e:
         cli.main(["record", str(leaper_run), "--out", out])
     assert e.value.code == 2 and "video path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_id,kw", [("CartPole-v1", {"clip_reward": 0.5}),
+                                       ("srwm_rl/DarkRoom-v0", {"trial_episodes": 2, "clip_reward": 0.5})])
+def test_overlay_return_is_the_episode_return_of_episodes_csv(tmp_path, monkeypatch, env_id, kw):
+    """The overlay adds up the environment's own rewards (not the clipped ones the policy trains on),
+    so its return at an episode's last frame is the return `record` writes to episodes.csv."""
+    import csv
+
+    from evaluation_helpers import make_run, tiny_config
+    from srwm_rl.eval.video import overlay
+    run = make_run(tmp_path / "run", tiny_config(env_id, **kw))
+    shown: list[float] = []                                # the return on each episode's last frame
+    draw = overlay.TileRenderer.draw
+
+    def spy(self, frame, d, history, out=None):
+        if d["step"] == 0:
+            shown.append(0.0)
+        shown[-1] = d["return"]
+        return draw(self, frame, d, history, out=out)
+    monkeypatch.setattr(overlay.TileRenderer, "draw", spy)
+    video = tmp_path / "v.mp4"
+    assert cli.main(["record", str(run), "--out", str(video), "--episodes", "2", "--height", "128"]) == 0
+    with open(tmp_path / "v.episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    csv_returns = [float(r["return"]) for r in rows]
+    assert len(rows) == len(shown) >= 2 and shown == pytest.approx(csv_returns)
+    if env_id == "CartPole-v1":                            # raw units: one per step, not the clipped 0.5
+        assert csv_returns == [float(r["length"]) for r in rows]
+
+
+def test_overlay_names_the_action():
+    import envs
+    from srwm_rl.eval.video.overlay import _action_text
+    names = envs.make("srwm_rl/DarkRoom-v0", 1, 0).action_names()
+    assert names == ["noop", "up", "down", "left", "right"] and _action_text(np.int64(3), names) == "action left"
+    assert _action_text(np.array([1, 0, 2])) == "action 1 0 2" and _action_text(np.array([0.5, -1.0])) == "+0.50 -1.00"

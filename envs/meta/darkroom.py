@@ -28,6 +28,8 @@ _MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
 
 
 class _DarkGrid(MetaEnv):
+    action_names = ("noop", "up", "down", "left", "right")
+
     """Shared grid mechanics: position, moves, episode clock, rendering."""
 
     def __init__(self, size: int, episode_length: int, task_split: str, test_fraction: float,

@@ -9,30 +9,53 @@ then one line in :data:`COMMANDS`.
 """
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from srwm_rl.app import compare, demo, evaluate, fewshot, study, train
-from srwm_rl.app.command import Command, UsageError
-from srwm_rl.run.guards import TrainingFailure
 
-COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("train", "train an agent", train.TrainArgs, train.train_main),
-    Command("presets", "list the named presets", train.PresetsArgs, train.presets_main),
-    Command("demo", "train SRWM-PPO on the default in-context task and show its adaptation curve", demo.DemoArgs,
-            demo.demo_main),
-    Command("evaluate", "evaluate a checkpoint on chosen levels or tasks: per-episode CSV, JSON summary, table",
-            evaluate.EvaluateArgs, evaluate.evaluate_main),
-    Command("record", "record a rollout video (mp4 or gif, headless) with optional overlays", evaluate.RecordArgs,
-            evaluate.record_main),
-    Command("adaptation", "return per episode within trials (and bandit regret vs Thompson sampling and UCB1)",
-            compare.AdaptationArgs, compare.adaptation_main),
-    Command("compare", "learning curves of several runs on one plot (mean and spread over seeds)",
-            compare.CompareArgs, compare.compare_main),
-    Command("study", "a grid of cores x tasks x seeds at an equal env-step budget, evaluated on held-out tasks, "
-            "with a report (resumable, cells in parallel)", study.StudyArgs, study.study_main),
-    Command("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, with "
-            "95% CIs and a plot comparing the runs", fewshot.FewshotEvalArgs, fewshot.fewshot_eval_main),
+@dataclass(frozen=True)
+class LazyCommand:
+    """A sub-command named by its module, imported only when the command runs (``srwm-rl --help``
+    then needs no torch): ``options`` (its options dataclass) and ``main(argv, prog)`` are looked up
+    in ``srwm_rl.app.<module>`` on first use."""
+
+    name: str
+    help: str
+    module: str
+    options_name: str
+    main_name: str
+
+    def _get(self, attr: str) -> Any:
+        return getattr(importlib.import_module(f"srwm_rl.app.{self.module}"), attr)
+
+    @property
+    def options(self) -> type:
+        return self._get(self.options_name)
+
+    @property
+    def main(self) -> Callable[[list[str], str], int]:
+        return self._get(self.main_name)
+
+
+COMMANDS: dict[str, LazyCommand] = {c.name: c for c in (
+    LazyCommand("train", "train an agent", "train", "TrainArgs", "train_main"),
+    LazyCommand("presets", "list the named presets", "train", "PresetsArgs", "presets_main"),
+    LazyCommand("demo", "train SRWM-PPO on the default in-context task and show its adaptation curve", "demo",
+                "DemoArgs", "demo_main"),
+    LazyCommand("evaluate", "evaluate a checkpoint on chosen levels or tasks: per-episode CSV, JSON summary, table",
+                "evaluate", "EvaluateArgs", "evaluate_main"),
+    LazyCommand("record", "record a rollout video (mp4 or gif, headless) with optional overlays", "evaluate",
+                "RecordArgs", "record_main"),
+    LazyCommand("adaptation", "return per episode within trials (and bandit regret vs Thompson sampling and UCB1)",
+                "compare", "AdaptationArgs", "adaptation_main"),
+    LazyCommand("compare", "learning curves of several runs on one plot (mean and spread over seeds)", "compare",
+                "CompareArgs", "compare_main"),
+    LazyCommand("fewshot-eval", "accuracy by shot index of few-shot runs on held-out classes and real digits, with "
+                "95% CIs and a plot comparing the runs", "fewshot", "FewshotEvalArgs", "fewshot_eval_main"),
+    LazyCommand("study", "a grid of cores x tasks x seeds at an equal env-step budget, evaluated on held-out tasks, "
+                "with a report (resumable, cells in parallel)", "study", "StudyArgs", "study_main"),
 )}
 
 
@@ -47,6 +70,9 @@ def usage(prog: str) -> str:
 def run_command(name: str, argv: list[str], prog: str) -> int:
     """Run one command; a UsageError is printed with the command's name and exits with status 2, a
     TrainingFailure (non-finite values, a failing environment) with status 1."""
+    from srwm_rl.app.command import UsageError
+    from srwm_rl.run.guards import TrainingFailure
+
     try:
         return COMMANDS[name].main(argv, prog)
     except UsageError as e:

@@ -19,6 +19,11 @@ from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec
 from srwm_rl.run.config import RENAMED
 
 
+# For options whose docstring states its own default ("(default: as trained)"): tyro's own
+# "(default: None)" would repeat, and contradict, it.
+OWN_DEFAULT = tyro.conf.arg(help_behavior_hint="")
+
+
 class UsageError(ValueError):
     """A problem with the command line; reported with exit status 2."""
 

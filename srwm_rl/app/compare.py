@@ -10,7 +10,7 @@ from typing import Annotated
 import tyro
 
 import envs
-from srwm_rl.app.command import UsageError, check_counts, parse, run_dir_of
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse, run_dir_of
 from srwm_rl.app.evaluate import Levels, Omit, Rollout, fmt, load, run_evaluation
 
 
@@ -20,14 +20,16 @@ class AdaptationArgs:
 
     targets: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_CHECKPOINT")]
     """Run directories or checkpoint files, one curve each."""
-    labels: tuple[str, ...] = ()
+    labels: Annotated[tuple[str, ...], OWN_DEFAULT] = ()
     """One label per checkpoint (default: core kind and run name)."""
     num_trials: int = 100
     """Trials (episodes for a bandit without trials) per checkpoint and game."""
     out: str = "adaptation"
     """Output directory for the PNG and CSV files."""
-    greedy: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
-    """Greedy actions (default: sampled)."""
+    greedy: Annotated[Annotated[bool, tyro.conf.FlagCreatePairsOff], OWN_DEFAULT] = False
+    """Greedy actions (default: sampled, as in training: in-context learners explore by sampling; `evaluate` is greedy by default)."""
+    untrained: bool = True
+    """Also roll out an untrained policy of each configuration (same seed) and draw it dashed: the level learning started from (its actions are near uniform)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
 
@@ -49,7 +51,9 @@ def adaptation_main(argv: list[str], prog: str) -> int:
     if len(ids) > 1 and not lv.games:
         print(f"warning: the checkpoints were trained on different environments {sorted(ids)}")
     bandit = all(getattr(envs.env_class(a.config.env.id), "reports_regret", False) for a in agents)
-    curves, regrets = {}, {}
+    mode = "greedy" if args.greedy else "sampled"
+    warn_single_seeds({lab: a.config for lab, a in zip(labels, agents)})
+    curves, regrets, references = {}, {}, {}
     for label, target, agent in zip(labels, args.targets, agents):
         trials = lv.trial_episodes if lv.trial_episodes is not None else agent.config.env.trial_episodes
         if not bandit and not trials:
@@ -58,6 +62,12 @@ def adaptation_main(argv: list[str], prog: str) -> int:
         records, summary = run_evaluation(target, agent, lv, ro, args.num_trials, greedy=args.greedy,
                                           on_step=collector)
         curves[label] = adaptation_curve(records)
+        if args.untrained:
+            ref = untrained_agent(agent)
+            key = f"untrained {agent.config.core.kind}"
+            if key not in references:
+                references[key] = adaptation_curve(run_evaluation(target, ref, lv, ro, args.num_trials,
+                                                                  greedy=args.greedy)[0])
         if collector is not None:
             regrets[label] = collector.results
         desc = summary["levels"]
@@ -68,11 +78,13 @@ def adaptation_main(argv: list[str], prog: str) -> int:
         raise UsageError(f"--out {out}: {e}") from None
     where = f"task split {desc.get('task_split')}" if "task_split" in desc else \
         f"levels {desc['start_level']}+{desc['num_levels']}"
-    png = plot_adaptation(out / "adaptation.png", curves, title=f"{agents[0].config.env.id}, {where}")
-    csv_path = write_adaptation_csv(out / "adaptation.csv", curves)
-    print(f"mean return per episode within the trial ({where}, 95% CI):")
-    for label, rows in curves.items():
-        print(f"  {label:30s} " + "  ".join(f"{fmt(r['mean'])} [{fmt(r['ci95'][0])}, {fmt(r['ci95'][1])}]"
+    png = plot_adaptation(out / "adaptation.png", curves, title=f"{agents[0].config.env.id}, {where}, {mode} actions",
+                          references=references, ylabel="mean return per episode (env's own units)")
+    csv_path = write_adaptation_csv(out / "adaptation.csv", {**curves, **references})
+    print(f"mean return per episode within the trial ({where}, {mode} actions, 95% CI over trials):")
+    width = max(30, *(len(k) for k in [*curves, *references]))
+    for label, rows in {**curves, **references}.items():
+        print(f"  {label:{width}s} " + "  ".join(f"{fmt(r['mean'])} [{fmt(r['ci95'][0])}, {fmt(r['ci95'][1])}]"
                                              for r in rows))
     print(f"plot: {png}\ncsv : {csv_path}")
     if bandit:
@@ -88,6 +100,32 @@ def adaptation_main(argv: list[str], prog: str) -> int:
     return 0
 
 
+def untrained_agent(agent):
+    """The agent's configuration with freshly initialised weights (seeded with the run's seed)."""
+    import dataclasses
+
+    import torch
+
+    from srwm_rl.run.agent import build_policy
+    torch.manual_seed(agent.config.seed)
+    p = agent.policy
+    fresh = build_policy(agent.config, p.obs_space, p.action_space, next(p.parameters()).device)
+    return dataclasses.replace(agent, policy=fresh)
+
+
+def warn_single_seeds(configs: dict) -> None:
+    """Warn about checkpoints whose configuration no other checkpoint shares up to the seed: their
+    confidence intervals cover trials of one run, not the spread between training seeds."""
+    from srwm_rl.eval.analysis import group_runs
+    from srwm_rl.run.config import to_dict
+    runs = [{"run_dir": label, "config": to_dict(c)} for label, c in configs.items()]
+    groups = group_runs(runs)
+    single = [m[0]["run_dir"] for m in groups.values() if len(m) == 1]
+    if single:
+        print(f"warning: one training seed for {', '.join(single)}: the 95% CIs are over trials of that one "
+              f"run, not over training seeds (pass runs of >= 3 seeds to compare configurations)")
+
+
 @dataclass(frozen=True)
 class CompareArgs:
     """Learning curves of several runs on one plot (mean and spread over seeds)."""
@@ -98,11 +136,14 @@ class CompareArgs:
     """Column of metrics.csv to plot."""
     out: str = "compare.png"
     """PNG file (a CSV of the curves is written beside it)."""
+    final_window: int = 10
+    """The table's final value of a run: the mean of its last this many logged values."""
 
 
 def compare_main(argv: list[str], prog: str) -> int:
-    from srwm_rl.eval.analysis import aggregate, group_runs, plot_compare, read_run
+    from srwm_rl.eval.analysis import aggregate, final_values, group_runs, plot_compare, read_run
     args = parse(CompareArgs, argv, prog)
+    check_counts(final_window=args.final_window)
     if not args.run_dirs:
         raise UsageError("give at least one RUN_DIR")
     try:
@@ -117,12 +158,19 @@ def compare_main(argv: list[str], prog: str) -> int:
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["label", "runs", "global_step", "mean", "std"])
-        print(f"{'group':40s} {'runs':>4} {'steps':>12} {'final ' + args.metric:>22}")
+        width = max(20, *(len(k) for k in groups))
+        head = f"final {args.metric} (mean of last {args.final_window} logs)"
+        print(f"{'group':{width}s} {'runs':>4} {'steps':>12}  {head}")
         for label, members in groups.items():
             a = aggregate(members)
             for s, m, sd in zip(a["steps"], a["mean"], a["std"]):
                 w.writerow([label, a["n"], int(s), m, sd])
-            spread = f" ± {a['std'][-1]:.2f}" if a["n"] > 1 else ""
-            print(f"{label:40s} {a['n']:>4} {int(a['steps'][-1]):>12,} {a['mean'][-1]:>14.2f}{spread}")
+            finals = final_values(members, args.final_window)
+            spread = f" ± {finals.std(ddof=1):.2f} (std over runs)" if len(finals) > 1 else ""
+            print(f"{label:{width}s} {a['n']:>4} {int(min(r['steps'][-1] for r in members)):>12,}  "
+                  f"{finals.mean():.2f}{spread}")
+    single = [label for label, members in groups.items() if len(members) == 1]
+    if single:
+        print(f"warning: one run (seed) in {', '.join(single)}: no spread over seeds")
     print(f"plot: {png}\ncsv : {out.with_suffix('.csv')}")
     return 0

@@ -15,7 +15,7 @@ import torch
 import tyro
 
 from agents.registry import TrainConfig, train
-from srwm_rl.app.command import parse
+from srwm_rl.app.command import OWN_DEFAULT, parse
 from srwm_rl.app.presets import get_preset
 from srwm_rl.eval.analysis import plot_adaptation
 from srwm_rl.eval.rollout import run_episodes
@@ -37,7 +37,7 @@ class DemoArgs:
 
     run_dir: str = "runs/demo"
     """Where the demo run goes (runs/demo-2, -3, ... when it exists)."""
-    total_steps: Optional[int] = None
+    total_steps: Annotated[Optional[int], OWN_DEFAULT] = None
     """Override the demo's training budget (default: 3,000,000 steps or 7 minutes, whichever comes first)."""
     no_progress: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
     """No progress bar."""
@@ -84,7 +84,7 @@ def demo_main(argv: list[str], prog: str) -> int:
     before = adaptation(untrained, cfg, 10_000, result["normalizers"])
     after = adaptation(result["policy"], cfg, 10_000, result["normalizers"])
 
-    print(f"\nHeld-out tasks ({EVAL_TRIALS} trials): mean return per episode of a trial (95% CI)")
+    print(f"\nHeld-out tasks ({EVAL_TRIALS} trials, sampled actions): mean return per episode of a trial (95% CI)")
     print(f"{'episode':>8} | {'untrained':>20} | {'trained SRWM-PPO':>20}")
     for b, a in zip(before, after):
         fmt = lambda r: f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"  # noqa: E731

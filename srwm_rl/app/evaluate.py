@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 import tyro
 
 from agents.registry import ALGORITHMS, TrainConfig
-from srwm_rl.app.command import UsageError, check_counts, parse, run_dir_of
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse, run_dir_of
 from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
 
 Flag = Annotated[bool, tyro.conf.FlagCreatePairsOff]
@@ -27,17 +27,17 @@ Target = Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_
 class Levels:
     """Which levels or tasks (default: the held-out ones)."""
 
-    split: Optional[Literal["train", "test"]] = None
+    split: Annotated[Optional[Literal["train", "test"]], OWN_DEFAULT] = None
     """In-context tasks: the task set; Procgen: train = the training levels, test = the 200 levels starting at 1000 (the paper's first unseen block). Default: test. Other Gymnasium environments have no splits: they refuse it."""
-    games: tuple[str, ...] = ()
+    games: Annotated[tuple[str, ...], OWN_DEFAULT] = ()
     """Procgen games (default: those trained on)."""
-    start_level: Optional[int] = None
+    start_level: Annotated[Optional[int], OWN_DEFAULT] = None
     """Procgen: first level seed (default: as the split says)."""
-    num_levels: Optional[int] = None
+    num_levels: Annotated[Optional[int], OWN_DEFAULT] = None
     """Procgen: number of levels, 0 = the full distribution (default: as the split says)."""
-    distribution_mode: Optional[str] = None
+    distribution_mode: Annotated[Optional[str], OWN_DEFAULT] = None
     """Procgen: easy, hard, memory, ... (default: as trained)."""
-    trial_episodes: Optional[int] = None
+    trial_episodes: Annotated[Optional[int], OWN_DEFAULT] = None
     """Episodes per trial with memory kept across them (default: as trained; 0 = no trials)."""
 
 
@@ -45,7 +45,7 @@ class Levels:
 class Rollout:
     """How the rollouts run."""
 
-    num_envs: Optional[int] = None
+    num_envs: Annotated[Optional[int], OWN_DEFAULT] = None
     """Environments stepped together (default: min(episodes, 64))."""
     seed: int = 0
     """Seed of the environments and of action sampling."""
@@ -74,7 +74,7 @@ def algorithm_of(target: str):
 
 
 def load(target: str, device: str, threads: int = 0):
-    """(cfg, policy, ckpt) of an actor-critic run, or UsageError naming the problem."""
+    """The :class:`srwm_rl.run.agent.Agent` of an actor-critic run, or UsageError naming the problem."""
     import torch
     if threads < 0:
         raise UsageError(f"--threads={threads}: must be >= 0")
@@ -107,12 +107,12 @@ def run_evaluation(target: str, agent, levels: Levels, rollout: Rollout, num_epi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            result = evaluate(target, agent=agent, split=split_of(levels, agent[0]), games=levels.games or None,
+            result = evaluate(target, agent=agent, split=split_of(levels, agent.config), games=levels.games or None,
                               start_level=levels.start_level, num_levels=levels.num_levels,
                               distribution_mode=levels.distribution_mode, num_episodes=num_episodes,
                               trial_episodes=kw.pop("trial_episodes", levels.trial_episodes),
                               deterministic=greedy, num_envs=rollout.num_envs, seed=rollout.seed,
-                              device=rollout.device, **kw)
+                              device=rollout.device, progress=kw.pop("progress", True), **kw)
         except (ValueError, ImportError) as e:
             raise UsageError(str(e)) from None
     for w in caught:
@@ -142,9 +142,9 @@ class EvaluateArgs:
     """A run directory or a checkpoint file."""
     num_episodes: int = 200
     """Episodes per game (trials, with --trial-episodes); a few-shot run: tasks per class source."""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Output directory (default: RUN_DIR/eval/<split>-s<seed>)."""
-    sample: Flag = False
+    sample: Annotated[Flag, OWN_DEFAULT] = False
     """Sample actions (default: greedy, as in the paper)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
@@ -179,14 +179,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['checkpoint']}  ({summary['core']}, {summary['global_step']:,} steps)  on {where}, "
           f"{'greedy' if summary['deterministic'] else 'sampled'} actions"
           + (f", trials of {summary['trial_episodes']} episodes" if summary["trial_episodes"] else ""))
-    print(f"{'game':28s} {'episodes':>8} {'mean':>9} {'std':>8} {'95% CI':>19} {'success':>8} {'normalised':>10}")
     rows = list(summary["per_game"].items())
     if len(rows) > 1:
         rows.append(("all", {**summary["return"], "success": summary["success"],
                              "normalized": summary["normalized_score"]}))
+    width = max(28, *(len(game) for game, _ in rows))          # long env ids keep the columns aligned
+    print(f"{'game':{width}s} {'episodes':>8} {'mean':>9} {'std':>8} {'95% CI':>19} {'success':>8} {'normalised':>10}"
+          f"   (return per episode, the environment's own units)")
     for game, g in rows:
         ci = f"[{fmt(g['ci95'][0])}, {fmt(g['ci95'][1])}]"
-        print(f"{game:28s} {g['n']:>8} {fmt(g['mean']):>9} {fmt(g['std']):>8} {ci:>19} "
+        print(f"{game:{width}s} {g['n']:>8} {fmt(g['mean']):>9} {fmt(g['std']):>8} {ci:>19} "
               f"{fmt(g['success']):>8} {fmt(g['normalized'], 3):>10}")
     if summary.get("adaptation"):
         print("per episode within the trial: " + "  ".join(
@@ -201,7 +203,7 @@ class RecordArgs:
 
     target: Target
     """A run directory or a checkpoint file."""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Video file, .mp4 or .gif (default: RUN_DIR/videos/<split>-s<seed>.mp4)."""
     gif: Flag = False
     """Write a gif (when --out is not given)."""
@@ -217,16 +219,16 @@ class RecordArgs:
     """Height of one tile in pixels."""
     max_steps: Optional[int] = None
     """Stop after this many steps."""
-    sample: Flag = False
+    sample: Annotated[Flag, OWN_DEFAULT] = False
     """Sample actions (default: greedy, as in the paper)."""
-    overwrite: Flag = False
+    overwrite: Annotated[Flag, OWN_DEFAULT] = False
     """Replace the video file if it exists (default: refuse)."""
     levels: Annotated[Levels, Omit] = field(default_factory=Levels)
     rollout: Annotated[Rollout, Omit] = field(default_factory=Rollout)
 
 
 def record_main(argv: list[str], prog: str) -> int:
-    from srwm_rl.eval.evaluate import eval_env_overrides
+    from srwm_rl.eval.evaluate import eval_env_overrides, progress_bar, write_episodes_csv
     from srwm_rl.eval.rollout import run_episodes
     from srwm_rl.eval.video import RolloutRecorder, VideoWriter, enable_frames
     from srwm_rl.run.environment import load_normalizer_state, make_env
@@ -235,7 +237,8 @@ def record_main(argv: list[str], prog: str) -> int:
     check_counts(grid=args.grid, episodes=args.episodes, height=args.height, max_steps=args.max_steps)
     if not args.no_overlays and args.height < 128:
         raise UsageError(f"--height={args.height}: tiles with overlays need >= 128 pixels")
-    cfg, policy, ckpt = load(args.target, args.rollout.device, args.rollout.threads)
+    agent = load(args.target, args.rollout.device, args.rollout.threads)
+    cfg, policy, ckpt = agent.config, agent.policy, agent.checkpoint
     if args.out:
         path = Path(args.out)
     else:
@@ -257,15 +260,21 @@ def record_main(argv: list[str], prog: str) -> int:
         enable_frames(env)
         trials = int(getattr(env, "trial_episodes", 0) or 0)
         rec = RolloutRecorder(writer, args.grid, overlays=not args.no_overlays, height=args.height,
-                              introspect=policy.core.introspect, trial_episodes=trials)
+                              introspect=policy.core.introspect, trial_episodes=trials,
+                              action_names=env.action_names())
+        bar = progress_bar(args.grid * args.episodes, "trial" if trials else "episode")
         records = run_episodes(policy, env, args.grid * args.episodes, deterministic=not args.sample,
                                seed=args.rollout.seed, on_step=rec, capture_frames=True, max_steps=args.max_steps,
-                               env_name=per_game[0].get("id", cfg.env.id))
+                               env_name=per_game[0].get("id", cfg.env.id), on_progress=lambda n: bar.update(n - bar.n))
+        bar.close()
         out = rec.close()
     finally:
         env.close()
+    csv_path = write_episodes_csv(path.with_suffix(".episodes.csv"), records)
     h, w = writer.shape
-    print(f"video: {out}  ({writer.frames} frames, {w}x{h}, {args.fps:g} fps)")
+    print(f"video: {out}  ({writer.frames} frames, {w}x{h}, {args.fps:g} fps, "
+          f"{'greedy' if not args.sample else 'sampled'} actions)\nepisodes: {csv_path}  (returns in the "
+          f"environment's own reward units, as the overlay shows them)")
     for r in records:
         print(f"  tile {r.env_index}: {r.game} seed {r.seed} trial {r.trial} episode {r.episode_in_trial + 1}: "
               f"return {r.ret:.2f}, length {r.length}")

@@ -10,7 +10,7 @@ import tyro
 
 from agents.fewshot import ALGORITHM as FEWSHOT
 from envs.fewshot.sources import SOURCES
-from srwm_rl.app.command import UsageError, parse, run_dir_of
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, parse, run_dir_of
 from srwm_rl.eval.fewshot import format_table, write_results
 from srwm_rl.run.checkpoint import CheckpointError
 
@@ -22,7 +22,7 @@ class FewshotEvalArgs:
 
     run_dirs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """Few-shot runs (srwm-rl train --algo fewshot)."""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Output directory (default: the single run, or runs/fewshot_eval)."""
     tasks: int = 500
     """Held-out tasks per source."""
@@ -30,9 +30,9 @@ class FewshotEvalArgs:
     """glyphs (held-out TEST classes) and/or digits (the real scikit-learn 8x8 digits)."""
     checkpoint: Literal["best", "latest"] = "best"
     """Which checkpoint of each run."""
-    shots: Optional[int] = None
+    shots: Annotated[Optional[int], OWN_DEFAULT] = None
     """K for evaluation (default: the run's)."""
-    queries: Optional[int] = None
+    queries: Annotated[Optional[int], OWN_DEFAULT] = None
     """Queries per class (default: the run's)."""
     seed: int = 0
     """Seed of the evaluation tasks (same seed = same tasks)."""

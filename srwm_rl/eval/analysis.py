@@ -25,11 +25,20 @@ def _plt():
 
 def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: str = "mean return",
                     title: str = "", xlabel: str = "episode within the trial",
-                    styles: Optional[dict[str, dict[str, Any]]] = None) -> Path:
-    """One line per label: mean return per episode index within a trial, with 95% CI bars;
-    ``styles``: label -> extra matplotlib keywords of its line (color, linestyle)."""
+                    styles: Optional[dict[str, dict[str, Any]]] = None,
+                    references: Optional[dict[str, list[dict]]] = None,
+                    levels: Optional[dict[str, float]] = None) -> Path:
+    """One line per label: mean return per episode index within a trial, with 95% CI bars.
+    ``styles``: label -> extra matplotlib keywords of its line (color, linestyle); ``references``:
+    curves of the same kind drawn dashed (e.g. an untrained policy); ``levels``: horizontal reference
+    lines (e.g. optimal or random return per episode)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, rows in (references or {}).items():
+        xs = [r["episode_in_trial"] + 1 for r in rows]
+        ax.plot(xs, [r["mean"] for r in rows], ls="--", color="grey", marker=".", label=label)
+    for label, y in (levels or {}).items():
+        ax.axhline(y, ls=":", color="black", lw=1, label=label)
     for label, rows in curves.items():
         xs = [r["episode_in_trial"] + 1 for r in rows]
         m = np.array([r["mean"] for r in rows])
@@ -256,6 +265,14 @@ def aggregate(members: list[dict[str, Any]], points: int = 200) -> dict[str, np.
     grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
     ys = np.stack([np.interp(grid, r["steps"], r["values"]) for r in members])
     return {"steps": grid, "mean": ys.mean(0), "std": ys.std(0, ddof=1), "n": len(members)}
+
+
+def final_values(members: list[dict[str, Any]], window: int = 10) -> np.ndarray:
+    """Each run's final value: the mean of its last ``window`` logged values (one noisy log point is
+    not a run's result). float [runs]."""
+    if window < 1:
+        raise ValueError(f"window={window}: must be >= 1")
+    return np.array([float(np.mean(r["values"][-window:])) for r in members])
 
 
 def plot_compare(path: str | Path, groups: dict[str, list[dict[str, Any]]], metric: str = "episode_return") -> Path:

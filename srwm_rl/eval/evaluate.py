@@ -77,17 +77,19 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
              distribution_mode: Optional[str] = None, num_episodes: int = 200,
              trial_episodes: Optional[int] = None, deterministic: bool = True, num_envs: Optional[int] = None,
              seed: int = 0, device: str = "cpu", agent=None, on_step: Optional[Callable] = None,
-             ) -> tuple[list[EpisodeRecord], dict[str, Any]]:
+             progress: bool = False) -> tuple[list[EpisodeRecord], dict[str, Any]]:
     """Evaluate a checkpoint: ``num_episodes`` episodes (trials with ``trial_episodes``) per game.
 
     Levels/tasks as in :func:`eval_env_overrides`; the training normaliser statistics are loaded and
     frozen. Warns (``UserWarning``) with the count when Procgen levels overlap the training levels.
-    ``agent``: an already loaded ``(cfg, policy, ckpt)`` (:func:`srwm_rl.run.agent.load_agent`);
-    ``on_step``: passed to :func:`run_episodes`.
+    ``agent``: an already loaded :class:`srwm_rl.run.agent.Agent` (:func:`srwm_rl.run.agent.load_agent`);
+    ``on_step``: passed to :func:`run_episodes`; ``progress``: a progress bar (stderr) over all the
+    episodes (trials) of all games.
     Returns the records (sorted by game, then trial) and the summary of :func:`summarize` plus the
     settings.
     """
-    cfg, policy, ckpt = agent if agent is not None else load_agent(checkpoint_or_run_dir, device)
+    agent = agent if agent is not None else load_agent(checkpoint_or_run_dir, device)
+    cfg, policy, ckpt = agent.config, agent.policy, agent.checkpoint
     per_game, desc = eval_env_overrides(cfg, split, games, start_level, num_levels, distribution_mode,
                                         trial_episodes)
     if desc.get("overlap_levels"):
@@ -96,21 +98,32 @@ def evaluate(checkpoint_or_run_dir: str | Path, *, split: str = "test", games: O
                       f"(train: start_level={cfg.env.start_level}, num_levels={cfg.env.num_levels})", stacklevel=2)
     n_envs = num_envs or min(num_episodes, 64)
     records: list[EpisodeRecord] = []
+    bar = progress_bar(num_episodes * len(per_game), "trial" if trial_episodes or (
+        trial_episodes is None and cfg.env.trial_episodes) else "episode", progress)
     for overrides in per_game:
         env = make_env(cfg.env, cfg.policy, seed, num_envs=n_envs, **overrides)
         try:
             load_normalizer_state(env, ckpt.get("normalizers", []), update=False)
             trials = int(getattr(env, "trial_episodes", 0) or 0)
+            done0 = bar.n
             recs = run_episodes(policy, env, num_episodes, deterministic=deterministic, seed=seed,
-                                env_name=overrides.get("id", cfg.env.id), on_step=on_step)
+                                env_name=overrides.get("id", cfg.env.id), on_step=on_step,
+                                on_progress=lambda n: bar.update(done0 + n - bar.n))
         finally:
             env.close()
         records.extend(recs)
+    bar.close()
     summary = summarize(records, desc.get("distribution_mode"))
     summary.update(checkpoint=str(checkpoint_or_run_dir), split=split, levels=desc, num_episodes=num_episodes,
                    trial_episodes=trials, deterministic=deterministic, seed=seed, num_envs=n_envs,
                    global_step=int(ckpt.get("global_step", 0)), core=cfg.core.kind)
     return records, summary
+
+
+def progress_bar(total: int, unit: str, enabled: bool = True):
+    """A tqdm bar on stderr counting finished episodes (or trials, or steps)."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit=f" {unit}s", disable=not enabled, dynamic_ncols=True, leave=False)
 
 
 CSV_COLUMNS = ("game", "seed", "trial", "episode_in_trial", "return", "length", "success", "env_index")

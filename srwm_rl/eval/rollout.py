@@ -40,7 +40,8 @@ def _row(info: dict, key: str, i: int, default):
 
 def run_episodes(policy, env, num_episodes: int, *, deterministic: bool = True, seed: int = 0,
                  on_step: Optional[Callable[[Any, Any, Any, dict], None]] = None, capture_frames: bool = False,
-                 env_name: str = "", max_steps: Optional[int] = None) -> list[EpisodeRecord]:
+                 env_name: str = "", max_steps: Optional[int] = None,
+                 on_progress: Optional[Callable[[int], None]] = None) -> list[EpisodeRecord]:
     """Run ``policy`` on the batched ``env`` until each env has finished its quota; returns the records.
 
     ``num_episodes`` counts trials when ``env`` has ``trial_episodes`` (every inner episode is
@@ -48,10 +49,13 @@ def run_episodes(policy, env, num_episodes: int, *, deterministic: bool = True, 
     ``num_episodes // N`` plus one for the first ``num_episodes % N`` envs. ``seed`` seeds the env
     reset and (in a forked RNG, so the caller's stream is untouched) the action sampling.
     ``on_step(obs, dist, state, info)`` is called after every step with the obs acted on, the action
-    distribution over [N], the new core state and the step's info plus ``action``, ``reward``, ``first``
+    distribution over [N], the new core state and the step's info plus ``action``, ``reward`` (the
+    environment's own reward, before any clipping or normalisation: what the episode returns add up),
+    ``train_reward`` (what the policy was trained on), ``first``
     (of the acted-on obs), ``active`` (bool [N]: the step belongs to a counted episode) and, with
     ``capture_frames``, ``frames`` (``env.get_frames()`` before the step). ``max_steps`` stops early
-    (unfinished episodes are not recorded). ``env_name``: the records' ``game`` where the env reports
+    (unfinished episodes are not recorded). ``on_progress(n)``: called with the number of counted
+    episodes (trials) finished so far whenever it grows (progress bars). ``env_name``: the records' ``game`` where the env reports
     none (Procgen reports its game).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
@@ -91,9 +95,13 @@ def run_episodes(policy, env, num_episodes: int, *, deterministic: bool = True, 
                                                  int(offset[i] + finished[i]), k, float(ret), int(length),
                                                  float(success)))
                 if on_step is not None:
-                    on_step(obs, dist, state, {**info, "action": action, "reward": reward, "first": first,
-                                               "active": active, "frames": frames})
-                finished += info["episode_done"] & active
+                    on_step(obs, dist, state, {**info, "action": action, "reward": info.get("raw_reward", reward),
+                                               "train_reward": reward, "first": first, "active": active,
+                                               "frames": frames})
+                newly = info["episode_done"] & active
+                finished += newly
+                if on_progress is not None and newly.any():
+                    on_progress(int(finished.sum()))
                 obs, first = next_obs, env.first
                 steps += 1
     finally:

@@ -1,4 +1,9 @@
-"""Observation encoders: IMPALA CNN, Nature CNN, MLP. All map a batch [N, ...] to features [N, F].
+"""Observation encoders: IMPALA CNN, Nature CNN, MLP, and a tree encoder for Dict / Tuple spaces.
+All map a batch [N, ...] (for Dict / Tuple: the same structure of such batches) to features [N, F].
+
+Dict and Tuple observations get an encoder per leaf: each image leaf its own CNN, the other leaves
+(Box flattened, Discrete and MultiDiscrete one-hot, MultiBinary as 0/1) concatenated into one MLP;
+the features are concatenated.
 
 Images arrive as uint8 channels-last [N, H, W, C], the layout environments produce. They are
 permuted to NCHW *without a copy*, which leaves the memory in the channels-last format; the CNNs
@@ -38,7 +43,8 @@ def to_float_vector(x: Tensor, space: gym.Space) -> Tensor:
     if isinstance(space, gym.spaces.Discrete):
         return F.one_hot(x.long() - int(space.start), int(space.n)).float()
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return torch.cat([F.one_hot(x[:, i].long(), int(n)) for i, n in enumerate(space.nvec)], -1).float()
+        x = x.reshape(x.shape[0], -1).long() - torch.as_tensor(np.asarray(space.start).reshape(-1), device=x.device)
+        return torch.cat([F.one_hot(x[:, i], int(n)) for i, n in enumerate(space.nvec.reshape(-1))], -1).float()
     return x.reshape(x.shape[0], -1).float()
 
 
@@ -136,10 +142,55 @@ def _mlp(space, cfg):
 
 
 ENCODERS: dict[str, Callable[[gym.Space, object], nn.Module]] = {"impala": _impala, "nature": _nature, "mlp": _mlp}
+TREE_SPACES = (gym.spaces.Dict, gym.spaces.Tuple)
+
+
+def space_leaves(space: gym.Space, path: tuple = ()) -> list[tuple[tuple, gym.Space]]:
+    """(path, leaf space) for every leaf of a (nested) Dict / Tuple space, in the space's order."""
+    if isinstance(space, gym.spaces.Dict):
+        return [leaf for k, s in space.spaces.items() for leaf in space_leaves(s, (*path, k))]
+    if isinstance(space, gym.spaces.Tuple):
+        return [leaf for i, s in enumerate(space.spaces) for leaf in space_leaves(s, (*path, i))]
+    return [(path, space)]
+
+
+def _get(x, path: tuple):
+    for p in path:
+        x = x[p]
+    return x
+
+
+class TreeEncoder(nn.Module):
+    """Dict / Tuple observations: one encoder per image leaf, one MLP over the other leaves (module
+    docstring). A structure of batches [N, ...] -> [N, F]."""
+
+    def __init__(self, space: gym.Space, name: str, cfg):
+        super().__init__()
+        leaves = space_leaves(space)
+        self.image_paths = [p for p, s in leaves if is_image_space(s)]
+        self.vector_leaves = [(p, s) for p, s in leaves if not is_image_space(s)]
+        self.images = nn.ModuleList([make_encoder("auto" if name == "mlp" else name, s, cfg)
+                                     for p, s in leaves if is_image_space(s)])
+        self.mlp = None
+        size = sum(e.output_size for e in self.images)
+        if self.vector_leaves:
+            sizes = [sum(flat_size(s) for _, s in self.vector_leaves), *cfg.mlp_hidden]
+            self.mlp = nn.Sequential(*[m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.Tanh())])
+            size += sizes[-1]
+        self.output_size = size
+
+    def forward(self, x) -> Tensor:
+        feats = [enc(_get(x, p)) for p, enc in zip(self.image_paths, self.images)]
+        if self.mlp is not None:
+            feats.append(self.mlp(torch.cat([to_float_vector(_get(x, p), s) for p, s in self.vector_leaves], -1)))
+        return torch.cat(feats, -1) if len(feats) > 1 else feats[0]
 
 
 def make_encoder(name: str, space: gym.Space, cfg) -> nn.Module:
-    """Build encoder ``name`` ('auto': impala for images, mlp otherwise) for one observation space."""
+    """Build encoder ``name`` ('auto': impala for images, mlp otherwise) for one observation space
+    (Dict / Tuple: a :class:`TreeEncoder`, ``name`` applying to its image leaves)."""
+    if isinstance(space, TREE_SPACES):
+        return TreeEncoder(space, name, cfg)
     if name == "auto":
         name = "impala" if is_image_space(space) else "mlp"
     if name not in ENCODERS:

@@ -2,6 +2,8 @@
 
 Observations are time-major [T, B, ...]; a Dict observation with keys "obs", "prev_action" and
 "prev_reward" (the PrevActionReward wrapper) feeds the extras to the core beside the encoder output.
+Any observation space the encoders take (Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple
+of them) and any action space of ``srwm_rl.nn.actions`` (Discrete, MultiDiscrete, MultiBinary, Box).
 
 Two entry points, one computation:
     forward(obs [T, B, ...], state, first [T, B]) -> (dist over [T, B], value [T, B], state)   training
@@ -15,12 +17,12 @@ from typing import Any, Optional, Union
 
 import gymnasium as gym
 import numpy as np
+import optree
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srwm_rl.nn.cores import CoreConfig, State, make_core
-from srwm_rl.nn.distributions import Categorical, DiagGaussian
+from srwm_rl.nn.actions import CONTINUOUS, action_spec
 from srwm_rl.nn.encoders import ENCODERS, is_image_space, make_encoder
 from srwm_rl.nn.tree import tree_map
 
@@ -43,6 +45,8 @@ class PolicyConfig:
     """Feed the previous action to the core (needed to learn in context)."""
     prev_reward: bool = True
     """Feed the previous (clipped) reward to the core."""
+    continuous_actions: str = "clip"
+    """Box actions: clip (a Gaussian sample clipped to the bounds; log-probabilities of the censored normal, so of the executed action) or tanh (squashed into the bounds with tanh)."""
     encoder_chunk: int = 128
     """On the CPU, run an image encoder over at most this many observations at a time (cache-sized activations: the IMPALA CNN's forward + backward over a training batch runs ~2x faster in chunks of 100-200); 0 = the whole batch at once. Same weights, same results; vector encoders always take the whole batch."""
 
@@ -54,6 +58,8 @@ class PolicyConfig:
             errs.append(f"policy.mlp_hidden={list(self.mlp_hidden)}: widths must be >= 1")
         if any(c < 1 for c in self.cnn_channels) or not self.cnn_channels or self.cnn_features < 1:
             errs.append("policy.cnn_channels/cnn_features: must be >= 1")
+        if self.continuous_actions not in CONTINUOUS:
+            errs.append(f"policy.continuous_actions={self.continuous_actions!r}: must be one of {list(CONTINUOUS)}")
         if self.encoder_chunk < 0:
             errs.append(f"policy.encoder_chunk={self.encoder_chunk}: must be >= 0 (0 = no chunks)")
         return errs
@@ -78,29 +84,23 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PolicyConfig, core_cfg: CoreConfig):
         super().__init__()
         self.obs_space, self.action_space = obs_space, action_space
-        main = obs_space["obs"] if isinstance(obs_space, gym.spaces.Dict) else obs_space
+        self.obs_keys, main = observation_part(obs_space)
         self.encoder = make_encoder(cfg.encoder, main, cfg)
         self.encoder_chunk = cfg.encoder_chunk if is_image_space(main) else 0   # chunks only help convolutions
         # The wrapper always provides both; feed only those the config asks for.
-        self.extras = [k for k in ("prev_action", "prev_reward")
+        self.extras = [k for k in EXTRAS
                        if getattr(cfg, k) and isinstance(obs_space, gym.spaces.Dict) and k in obs_space.spaces]
+        self.actions = action_spec(action_space, getattr(cfg, "continuous_actions", "clip"))
         self.n_actions = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None
-        extra = sum(self._extra_size(k) for k in self.extras)
+        extra = sum(1 if k == "prev_reward" else self.actions.prev_size for k in self.extras)
         self.core = make_core(self.encoder.output_size + extra, core_cfg)
         out = self.core.output_size
-        if self.n_actions is not None:
-            self.pi = _init_linear(nn.Linear(out, self.n_actions), 0.01)
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.pi = _init_linear(nn.Linear(out, action_space.shape[0]), 0.01)
-            self.log_std = nn.Parameter(torch.zeros(action_space.shape[0]))
-        else:
-            raise ValueError(f"action space {action_space} is not supported (Discrete or 1-D Box)")
+        self.pi = _init_linear(nn.Linear(out, self.actions.outputs), 0.01)
+        if self.actions.gaussian:
+            self.log_std = nn.Parameter(torch.zeros(self.actions.outputs))
+            self.register_buffer("action_low", torch.as_tensor(self.actions.low), persistent=False)
+            self.register_buffer("action_high", torch.as_tensor(self.actions.high), persistent=False)
         self.v = _init_linear(nn.Linear(out, 1), 1.0)
-
-    def _extra_size(self, key: str) -> int:
-        if key == "prev_reward":
-            return 1
-        return self.n_actions if self.n_actions is not None else int(np.prod(self.action_space.shape))
 
     def initial_state(self, batch_size: int, device=None) -> State:
         return self.core.initial_state(batch_size, device)
@@ -108,14 +108,15 @@ class ActorCritic(nn.Module):
     def features(self, obs: Obs, state: State, first: Tensor) -> tuple[Tensor, State]:
         """The core's output h [T, B, D] and the new state, for obs [T, B, ...] and first bool [T, B]."""
         T, B = first.shape
-        main = obs["obs"] if isinstance(obs, dict) else obs
-        chunk = self.encoder_chunk if main.device.type == "cpu" else 0
-        z = encode_in_chunks(self.encoder, main.reshape(T * B, *main.shape[2:]), chunk).view(T, B, -1)
+        main = select_observation(obs, self.obs_keys)
+        flat = tree_map(lambda v: v.reshape(T * B, *v.shape[2:]), main)
+        chunk = self.encoder_chunk if first.device.type == "cpu" else 0
+        z = encode_in_chunks(self.encoder, flat, chunk).view(T, B, -1)
         parts = [z]
         for k in self.extras:
             e = obs[k]
-            if k == "prev_action" and self.n_actions is not None:
-                e = F.one_hot(e.long(), self.n_actions)
+            if k == "prev_action":
+                e = self.actions.encode(e)
             parts.append(e.reshape(T, B, -1).to(z.dtype))
         return self.core(torch.cat(parts, -1) if len(parts) > 1 else z, state, first)
 
@@ -136,14 +137,17 @@ class ActorCritic(nn.Module):
         return self.distribution(h[0]), self.v(h[0]).squeeze(-1), state
 
     def distribution(self, h: Tensor):
-        if self.n_actions is not None:
-            return Categorical(self.pi(h))
-        return DiagGaussian(self.pi(h), self.log_std)
+        """The action distribution (``srwm_rl.nn.actions``) for core outputs h [..., D]."""
+        if self.actions.gaussian:
+            return self.actions.make(self.pi(h), self.log_std, self.action_low, self.action_high)
+        return self.actions.make(self.pi(h))
 
     @torch.inference_mode()
     def predict(self, obs, state: Optional[State] = None, episode_start: Optional[np.ndarray] = None,
                 deterministic: bool = False) -> tuple[np.ndarray, State]:
-        """Stable-Baselines3's recurrent convention: one step for a batch of B environments.
+        """Stable-Baselines3's recurrent convention on already wrapped observations: one step for a
+        batch of B environments. ``srwm_rl.run.agent.Agent.predict`` takes the environment's own
+        observations instead (and does the wrappers' bookkeeping).
 
         obs: numpy [B, ...] (or dict of such); state: from a previous call, or None for a fresh one;
         episode_start: bool [B], true where a new episode starts (its memory is reset).
@@ -151,13 +155,36 @@ class ActorCritic(nn.Module):
         """
         device = next(self.parameters()).device
         o = obs_to_torch(obs, device)
-        B = (o["obs"] if isinstance(o, dict) else o).shape[0]
+        B = optree.tree_leaves(o)[0].shape[0]
         state = self.initial_state(B, device) if state is None else state
         first = torch.zeros(B, dtype=torch.bool, device=device) if episode_start is None else \
             torch.as_tensor(np.asarray(episode_start, dtype=bool), device=device).view(B)
         dist, _, state = self.step(o, state, first)
         action = dist.mode() if deterministic else dist.sample()
         return action.cpu().numpy(), state
+
+
+EXTRAS = ("prev_action", "prev_reward")
+
+
+def observation_part(obs_space: gym.Space) -> tuple[Optional[tuple[str, ...]], gym.Space]:
+    """The keys of a Dict observation that are the environment's own (None: the whole observation),
+    and their space: "obs" alone when the PrevActionReward wrapper wrapped a non-Dict observation."""
+    if not isinstance(obs_space, gym.spaces.Dict) or not set(EXTRAS) & set(obs_space.spaces):
+        return None, obs_space
+    keys = tuple(k for k in obs_space.spaces if k not in EXTRAS)
+    if keys == ("obs",):
+        return keys, obs_space["obs"]
+    return keys, gym.spaces.Dict({k: obs_space[k] for k in keys})
+
+
+def select_observation(obs: Obs, keys: Optional[tuple[str, ...]]):
+    """The environment's own part of an observation batch (see :func:`observation_part`)."""
+    if keys is None:
+        return obs
+    if keys == ("obs",):
+        return obs["obs"]
+    return {k: obs[k] for k in keys}
 
 
 def obs_to_torch(obs, device) -> Obs:

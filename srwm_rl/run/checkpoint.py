@@ -79,8 +79,12 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
         return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(s) for s in space.spaces]}
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": [int(n) for n in space.nvec]}
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": np.asarray(space.start).tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": [int(n) for n in space.shape]}
     if isinstance(space, gym.spaces.Box):
         def bound(b):
             return float(b.flat[0]) if np.all(b == b.flat[0]) else torch.from_numpy(b.astype(np.float64))
@@ -95,12 +99,21 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
         return gym.spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
     if kind == "Discrete":
         return gym.spaces.Discrete(d["n"], start=d["start"])
+    if kind == "Tuple":
+        return gym.spaces.Tuple([space_from_dict(s) for s in d["spaces"]])
     if kind == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(d["nvec"])
+        return gym.spaces.MultiDiscrete(d["nvec"], start=d.get("start"))
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(d["n"] if len(d["n"]) > 1 else d["n"][0])
     if kind == "Box":
-        def bound(b):
-            return b.numpy() if isinstance(b, torch.Tensor) else b
-        return gym.spaces.Box(bound(d["low"]), bound(d["high"]), shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
+        dtype = np.dtype(d["dtype"])
+
+        def bound(b):   # in the space's own dtype (float64 bounds in a float32 Box make Gymnasium warn)
+            b = b.numpy() if isinstance(b, torch.Tensor) else b
+            if not np.issubdtype(dtype, np.floating):
+                return b
+            return np.broadcast_to(np.asarray(b, dtype), tuple(d["shape"])).copy()
+        return gym.spaces.Box(bound(d["low"]), bound(d["high"]), shape=tuple(d["shape"]), dtype=dtype)
     raise CheckpointError(f"unknown space type {kind!r} in checkpoint")
 
 

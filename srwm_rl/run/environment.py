@@ -40,7 +40,12 @@ def make_env(cfg: EnvConfig, policy: PolicyConfig, seed: int, num_envs: Optional
     ``task_split`` or level range for evaluation).
     """
     env_cfg = replace(cfg, **overrides) if overrides else cfg
-    env = envs.make(env_cfg.id, num_envs or env_cfg.num_envs, seed, **env_options(env_cfg))
+    return wrap_env(envs.make(env_cfg.id, num_envs or env_cfg.num_envs, seed, **env_options(env_cfg)),
+                    env_cfg, policy, discount)
+
+
+def wrap_env(env, env_cfg: EnvConfig, policy: PolicyConfig, discount: float = 0.99):
+    """The wrappers of :func:`make_env` around a base VecEnv (module docstring)."""
     if env_cfg.clip_reward > 0:
         env = ClipReward(env, -env_cfg.clip_reward, env_cfg.clip_reward)
     if env_cfg.normalize_obs:

@@ -21,8 +21,9 @@ The rules, the same for every algorithm:
   of the last 100 episodes, once min(10, environments) have finished; few-shot: held-out accuracy). A
   run that never had a score keeps its final weights as best.pt.
 * latest.pt: every ``checkpoint_every`` updates, at the end, and after Ctrl-C / SIGTERM.
-* the run ends at ``total_steps``, after ``time_limit`` seconds, on SIGINT / SIGTERM (a second one
-  stops at once), or when ``callback(run)`` returns True.
+* the run ends at ``total_steps``, after ``time_limit`` seconds (from the Run's creation), on SIGINT /
+  SIGTERM (a second one stops at once), or when ``callback(run)`` returns True (``run.halt``: truthy
+  once it should). ``run.fraction_done`` (srwm_rl/run/limits.py) drives LR annealing and the bar.
 * ownership: the run directory carries a marker and is locked (srwm_rl/run/rundir.py) while the run is
   open; a second trainer on it fails with RunDirError. On --resume, metrics.csv rows and TensorBoard
   events past the checkpoint's step are dropped.
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from srwm_rl.nn.encoders import is_image_space
 from srwm_rl.run.checkpoint import rng_state, save_checkpoint, set_rng_state, space_to_dict
+from srwm_rl.run.limits import Flag, Horizon, ProgressBar, StopSignal  # noqa: F401 (StopSignal: re-exported)
 from srwm_rl.run.config import RunConfig, resolve_device, to_dict
 from srwm_rl.run.environment import load_normalizer_state, normalizer_state
 from srwm_rl.run.guards import NonFiniteError, NonFiniteGuard, nonfinite_state_dict
@@ -78,33 +79,6 @@ def configure_threads(torch_threads: int, obs_space: Optional[gym.Space], device
     return torch.get_num_threads()
 
 
-class StopSignal:
-    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
-
-    def __init__(self):
-        self.received: Optional[int] = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None:           # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-        return False
-
-    def __bool__(self) -> bool:
-        return self.received is not None
-
-
 class Run:
     """One training run: counters, checkpoints, logging, progress and stopping (module docstring).
 
@@ -130,10 +104,12 @@ class Run:
         self._latest_step: Optional[int] = self.global_step if resume else None
         self._locked = False
         self._logger: Optional[RunLogger] = None
-        self._bar: Optional[tqdm] = None
+        self._bar: Optional[ProgressBar] = None
         self._show: dict[str, str] = {}
+        self.horizon = Horizon(cfg.total_steps, cfg.time_limit)
         self._t0, self._step0 = time.time(), self.global_step
         self._ended_early = False
+        self.halt = Flag(lambda: self.done)
 
     # ---- set-up ------------------------------------------------------------------------------------
     def __enter__(self) -> "Run":
@@ -190,12 +166,12 @@ class Run:
     def start(self, total: int, *, unit: str = "step", curve_key: str = "episode_return",
               show: Optional[dict[str, str]] = None) -> None:
         """Open the logger and the progress bar (after any processes are forked: both start threads).
-        ``total``: the step count the bar runs to; ``curve_key``: the metric of learning_curve.png;
+        ``total``: the step count the run ends at (whole updates); ``curve_key``: learning_curve.png's metric;
         ``show``: bar label -> metric, shown beside the speed."""
         self._logger = RunLogger(self.run_dir, curve_key=curve_key,
                                  resume_step=self.global_step if self.resume is not None else None)
-        self._bar = tqdm(total=total, initial=self.global_step, disable=not self.progress, unit=unit,
-                         dynamic_ncols=True, smoothing=0.1)
+        self.horizon.total = int(total)
+        self._bar = ProgressBar(self.horizon, self.global_step, unit, enabled=self.progress)
         self._show = show if show is not None else {"ret": curve_key}
         self._t0, self._step0 = time.time(), self.global_step
 
@@ -203,7 +179,16 @@ class Run:
     @property
     def done(self) -> bool:
         """True once the run should end: total_steps reached, a stop signal, time limit or callback."""
-        return self.global_step >= self.cfg.total_steps or bool(self.stop) or self._ended_early
+        return self.global_step >= self.cfg.total_steps or bool(self.stop) or self._ended_early or self.horizon.time_up
+
+    @property
+    def fraction_done(self) -> float:
+        """How far the run is towards the limit that will end it, in [0, 1] (srwm_rl/run/limits.py)."""
+        return self.horizon.fraction(self.global_step)
+
+    def annealed(self, value: float) -> float:
+        """``value`` decayed linearly to 0 over the run's horizon (:attr:`fraction_done`)."""
+        return value * (1.0 - self.fraction_done)
 
     @property
     def sps(self) -> float:
@@ -216,13 +201,10 @@ class Run:
         only then), latest.pt when due, and the time limit and callback."""
         self.global_step += steps
         self.update += 1
-        if self._bar is not None:
-            self._bar.update(steps)
+        self._advance_bar()
         if score is not None and score > self.best:
             self.best = score
             self.checkpoint("best")
-        if self.cfg.time_limit and time.time() - self._t0 > self.cfg.time_limit:
-            self._ended_early = True
         if self.callback is not None and self.callback(self):
             self._ended_early = True
         if metrics is not None and (force_log or self.update % self.cfg.log_every == 0 or self.done):
@@ -234,8 +216,7 @@ class Run:
         """Count the ``steps`` of an update that was skipped (its data was used up, the weights did not
         change, e.g. a non-finite loss) and log ``metrics`` at once."""
         self.global_step += steps
-        if self._bar is not None:
-            self._bar.update(steps)
+        self._advance_bar()
         self.log(metrics)
 
     def skip_nonfinite(self, guard: NonFiniteGuard, cause: str, steps: int,
@@ -271,9 +252,11 @@ class Run:
         metrics = {**metrics, "sps": self.sps}
         if self._logger is not None:
             self._logger.log(self.global_step, metrics)
+        self._advance_bar({label: f"{metrics[k]:.3g}" for label, k in self._show.items() if k in metrics})
+
+    def _advance_bar(self, shown: Optional[dict[str, str]] = None) -> None:
         if self._bar is not None:
-            self._bar.set_postfix(sps=f"{metrics['sps']:.0f}", **{label: f"{metrics[k]:.3g}"
-                                                                 for label, k in self._show.items() if k in metrics})
+            self._bar.update(self.global_step, self.sps, shown)
 
     # ---- checkpoints and the end -------------------------------------------------------------------
     def normalizer_states(self) -> list[dict]:

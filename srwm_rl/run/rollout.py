@@ -14,15 +14,19 @@ from srwm_rl.nn.tree import tree_map
 
 
 class EpisodeStats:
-    """Returns and lengths of the last ``window`` finished episodes of ``num_envs`` environments.
+    """Returns and lengths of the last ``window`` finished episodes of ``num_envs`` environments, in
+    the environment's own reward units (before clipping or normalisation).
 
-    ``score``, the run's selection score for best.pt, is their mean return once at least
-    ``min(10, num_envs)`` episodes have finished (None before: too few to compare).
+    An episode is always one episode: with trials (K episodes on one task), ``returns`` holds each
+    inner episode's return, as ``evaluate`` and ``adaptation`` count them, and ``trial_returns`` the
+    whole trials' (logged as ``trial_return``). ``score``, the run's selection score for best.pt, is the
+    mean episode return once at least ``min(10, num_envs)`` episodes have finished (None before).
     """
 
     def __init__(self, num_envs: int, window: int = 100):
         self.returns: deque = deque(maxlen=window)
         self.lengths: deque = deque(maxlen=window)
+        self.trial_returns: deque = deque(maxlen=window)
         self.min_count = min(10, num_envs)
 
     def add(self, returns: Iterable[float], lengths: Iterable[float]) -> None:
@@ -31,9 +35,20 @@ class EpisodeStats:
 
     def add_info(self, info: dict[str, Any]) -> None:
         """The episodes that ended in one step of a VecEnv (its ``info`` arrays)."""
-        done = info["episode_done"]
-        if done.any():
-            self.add(info["episode_return"][done].tolist(), info["episode_length"][done].tolist())
+        returns, lengths, trials = episodes_of(info)
+        self.add(returns, lengths)
+        self.trial_returns.extend(trials)
+
+    @property
+    def mean_trial_return(self) -> float:
+        return float(np.mean(self.trial_returns)) if self.trial_returns else math.nan
+
+    def metrics(self) -> dict[str, float]:
+        """``episode_return`` and ``episode_length`` (and ``trial_return`` with trials) for the logs."""
+        out = {"episode_return": self.mean_return, "episode_length": self.mean_length}
+        if self.trial_returns:
+            out["trial_return"] = self.mean_trial_return
+        return out
 
     @property
     def mean_return(self) -> float:
@@ -46,6 +61,19 @@ class EpisodeStats:
     @property
     def score(self) -> Optional[float]:
         return self.mean_return if len(self.returns) >= self.min_count else None
+
+
+def episodes_of(info: dict[str, Any]) -> tuple[list[float], list[int], list[float]]:
+    """The (returns, lengths) of the episodes that ended in one VecEnv step - inner episodes where the
+    env runs trials - and the returns of the trials that ended (empty without trials)."""
+    done = info["episode_done"]
+    if "inner_episode_done" in info:
+        inner = info["inner_episode_done"]
+        return (info["inner_episode_return"][inner].tolist(), info["inner_episode_length"][inner].tolist(),
+                info["episode_return"][done].tolist())
+    if not done.any():
+        return [], [], []
+    return info["episode_return"][done].tolist(), info["episode_length"][done].tolist(), []
 
 
 @torch.no_grad()

@@ -132,6 +132,7 @@ class TileRenderer:
         for j, text in enumerate((f"step {d['step']}", f"reward {d['reward']:+.2f}", f"return {d['return']:.2f}")):
             self._text(panel, 6, 4 + 13 * j, text, _TEXT)
         self._text(panel, 110, 4, ep, _TEXT)
+        self._text(panel, 110, 17, _action_text(d["action"], d.get("action_names")), _TEXT)
         if n_actions:
             bw, h = (self.PANEL_W - 12) // n_actions, self.BARS_H - 1
             hi, bar = self._c(_HI), self._c((90, 150, 230))
@@ -158,7 +159,19 @@ class TileRenderer:
             start = np.cumsum(n) - n
             rows = np.repeat(lo - start, n) + np.arange(n.sum())
             panel[rows, x0 + np.repeat(np.arange(width), n)] = self._c(_LINE_COLOURS[j % len(_LINE_COLOURS)])
-        self._text(panel, self.PANEL_W - 56, top + 2, f"{hi:.3g}", _DIM)
+        self._text(panel, self.PANEL_W - 56, top + 2, f"max {hi:.3g}", _DIM)     # the chart's scale: 0 .. max
+        self._text(panel, self.PANEL_W - 56, bottom - 14, "0", _DIM)
+
+
+def _action_text(action: Any, names: Optional[list[str]] = None) -> str:
+    """``action LEFT+UP`` (a named Discrete action), ``action 3``, or the components of a vector action."""
+    a = np.asarray(action)
+    if a.ndim == 0:
+        i = int(a)
+        return f"action {names[i] if names and 0 <= i < len(names) else i}"[:18]
+    if np.issubdtype(a.dtype, np.integer):
+        return ("action " + " ".join(str(int(x)) for x in a.ravel()))[:18]
+    return " ".join(f"{float(x):+.2f}" for x in a.ravel()[:3])
 
 
 def _box(panel: np.ndarray, x0: int, y0: int, x1: int, y1: int, colour) -> None:

@@ -23,18 +23,20 @@ from srwm_rl.eval.video.writer import VideoWriter
 class RolloutRecorder:
     """A ``run_episodes`` hook that writes one video frame per step (see the module docstring).
 
+    ``action_names``: a name per Discrete action, shown beside the chosen action (``env.action_names()``).
     ``introspect``: ``policy.core.introspect`` (state -> {name: Tensor [B, ...]}), plotted per env as
     the mean over heads; None for no plot. ``cols``: tiles per row (default: a near-square grid).
     """
 
     def __init__(self, writer: VideoWriter, num_envs: int, *, overlays: bool = True, height: int = 256,
                  introspect: Optional[Callable] = None, cols: Optional[int] = None, trial_episodes: int = 0,
-                 queue_size: int = 64):
+                 queue_size: int = 64, action_names: Optional[list[str]] = None):
         self.writer, self.num_envs, self.overlays = writer, num_envs, overlays
         self.introspect = introspect if overlays else None
         self.cols = cols or int(np.ceil(np.sqrt(num_envs)))
         self.renderer = TileRenderer(height, overlays, bgr=True)
         self.trial_episodes = trial_episodes
+        self.action_names = action_names
         self.step = np.zeros(num_envs, np.int64)
         self.ret = np.zeros(num_envs, np.float64)
         self.episode = np.zeros(num_envs, np.int64)
@@ -112,6 +114,7 @@ class RolloutRecorder:
             d = {"step": int(item["step"][i]), "reward": float(item["reward"][i]),
                  "return": float(item["return"][i]), "episode": int(item["episode"][i]),
                  "trial_episodes": self.trial_episodes, "action": item["action"][i],
+                 "action_names": self.action_names,
                  "probs": item["probs"][i] if "probs" in item else None}
             r, c = divmod(int(i), self.cols)
             # the canvas is BGR: PyAV converts BGR to YUV twice as fast as RGB
