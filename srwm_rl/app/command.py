@@ -1,4 +1,4 @@
-"""What every ``srwm-rl`` command shares: the command record, option parsing with tyro, usage errors.
+"""What every ``srwm-rl`` command shares: option parsing with tyro, usage errors.
 
 A command's options are a frozen dataclass with a docstring per field; tyro turns it into flags
 (``--num-episodes`` and ``--num_episodes`` both work) and ``--help``. A problem with the command line
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import tyro
 from tyro.constructors import ConstructorRegistry, PrimitiveConstructorSpec
@@ -26,17 +25,6 @@ OWN_DEFAULT = tyro.conf.arg(help_behavior_hint="")
 
 class UsageError(ValueError):
     """A problem with the command line; reported with exit status 2."""
-
-
-@dataclass(frozen=True)
-class Command:
-    """One sub-command: its name, one line of help, the dataclass of its options, and
-    ``main(argv, prog) -> exit status``, which parses ``argv`` into that dataclass and runs."""
-
-    name: str
-    help: str
-    options: type
-    main: Callable[[list[str], str], int]
 
 
 def legacy_flags(argv: list[str]) -> list[str]:
