@@ -23,7 +23,7 @@ from typing import Annotated, Optional
 
 import tyro
 
-from srwm_rl.app.command import UsageError, check_counts, parse
+from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse
 from srwm_rl.app.study_cells import (BUSY, CURVE_METRIC, UNIT, CellSpec, build_config, evaluator_of, is_finished,
                                     read_json,
                                     write_json)
@@ -48,14 +48,14 @@ class StudyArgs:
     """The first seed."""
     quick: Flag = False
     """Small budgets (each task's quick_steps and quick_eval_trials)."""
-    steps: Optional[int] = None
+    steps: Annotated[Optional[int], OWN_DEFAULT] = None
     """Env steps per cell for every task (default: each task's budget)."""
-    eval_trials: Optional[int] = None
+    eval_trials: Annotated[Optional[int], OWN_DEFAULT] = None
     """Evaluation trials per cell and split for every task (default: each task's)."""
     jobs: int = 0
     """Cells run at once (0 = one per CPU core)."""
     executor: Annotated[str, tyro.conf.arg(help="How cells are run: " + ", ".join(EXECUTORS) + ".")] = "local"
-    out: Optional[str] = None
+    out: Annotated[Optional[str], OWN_DEFAULT] = None
     """Study directory (default: runs/study, or runs/study-quick with --quick)."""
     report_only: Flag = False
     """Write the report from the finished cells without running any."""
