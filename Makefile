@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-all test-kernels bench venv clean
 
@@ -17,10 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The tests exercise the optional extras too (Ray: --impala.backend ray); the demo needs none of them.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/srwm-rl demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
 # The Triton SRWM kernel's tests (marker triton) under Triton's CPU interpreter. Installs the gpu
@@ -32,7 +38,7 @@ $(VENV)/.installed-gpu: $(STAMP)
 test-kernels: $(VENV)/.installed-gpu
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -m triton
 
-test-all: $(STAMP)
+test-all: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 clean:

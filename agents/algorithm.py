@@ -85,6 +85,8 @@ class Algorithm:
     """The config section it reads (``--<section>.<field>``); algorithms may share one."""
     config: Optional[type] = None
     """The dataclass of that section."""
+    extra_sections: tuple[tuple[str, type], ...] = ()
+    """Further (section, dataclass) pairs it reads, e.g. IMPALA's ``ray``; checked by ``validate``."""
     validate: Callable[[Any], list[str]] = lambda cfg: []
     """Cross-field checks of a whole config, each naming the fields."""
     probe: Callable[[Any], None] = probe_env_and_policy
@@ -112,9 +114,9 @@ def train_config_class(algorithms: dict[str, Algorithm]) -> type:
     names: the whole configuration of ``srwm-rl train``, saved in every checkpoint."""
     sections: dict[str, type] = {}
     for a in algorithms.values():
-        if a.section is not None:
-            if sections.setdefault(a.section, a.config) is not a.config:
-                raise TypeError(f"section {a.section!r} is declared with two config classes")
+        for name, config in ((a.section, a.config), *a.extra_sections):
+            if name is not None and sections.setdefault(name, config) is not config:
+                raise TypeError(f"section {name!r} is declared with two config classes")
     names = tuple(algorithms)
 
     def validate(self) -> list[str]:

@@ -35,10 +35,11 @@ to an uninterrupted one.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from agents.impala_actor import ActorFailure, ActorPool, SharedWeights, UnrollBu
 from srwm_rl.ops import vtrace
 from srwm_rl.ops.losses import entropy_bonus, policy_gradient_loss, value_loss
 from srwm_rl.run.agent import build_policy, load_agent
+from srwm_rl.run.cluster import RayConfig
 from srwm_rl.run.environment import make_env
 from srwm_rl.run.guards import (NonFiniteError, NonFiniteGuard, nonfinite_data, nonfinite_grads, nonfinite_loss,
                                 nonfinite_params)
@@ -99,6 +101,8 @@ class ImpalaConfig:
     """Stop with the environment's error when actors fail (raise, or die) this many times within the last failure_window unrolls and failures (or one actor this many times in a row)."""
     failure_window: int = 100
     """The window of max_actor_failures: the last N events (unrolls delivered or actor failures) of all actors."""
+    backend: str = "mp"
+    """Where the actors run: mp (processes on this machine, shared memory) or ray (Ray actors on a local instance or a cluster; see the ray section)."""
 
     def validate(self) -> list[str]:
         errs = []
@@ -109,6 +113,8 @@ class ImpalaConfig:
         if self.envs_per_actor >= 1 and self.batch_size % self.envs_per_actor:
             errs.append(f"impala.batch_size={self.batch_size} is not a multiple of impala.envs_per_actor="
                         f"{self.envs_per_actor} (the learner takes whole actor unrolls)")
+        if self.backend not in BACKENDS:
+            errs.append(f"impala.backend={self.backend!r}: must be one of {sorted(BACKENDS)}")
         if not self.learning_rate > 0:
             errs.append(f"impala.learning_rate={self.learning_rate}: must be > 0")
         if not 0 < self.gamma <= 1:
@@ -168,6 +174,51 @@ def observation_spaces(cfg) -> tuple[Any, Any]:
         env.close()
 
 
+class ActorBackend(Protocol):
+    """What the learner needs of its actors, whichever backend runs them (``BACKENDS``)."""
+
+    normalizers: list
+    """The latest observation / reward normaliser states an actor reported (checkpoints keep them)."""
+    restarts: int
+
+    def start(self) -> None: ...
+
+    def gather(self, n: int, stop, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
+        """The next ``n`` unrolls as (actor, key, weights version, returns, lengths); None on ``stop``."""
+
+    def batch(self, items: list[tuple], device) -> dict[str, Any]:
+        """Those unrolls as one time-major batch (``impala_loss``); their actors may go on."""
+
+    @property
+    def version(self) -> int: ...
+
+    def publish(self, policy: torch.nn.Module) -> int: ...
+
+    def stats(self) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+def mp_backend(cfg, policy, obs_space, action_space, device, k: int, start_update: int, normalizers: list, warn):
+    """Actor processes on this machine, unrolls and weights in shared memory (``agents/impala_actor.py``)."""
+    ic = cfg.impala
+    ctx = mp.get_context(start_method(device))
+    buffers = UnrollBuffers(ic.num_actors * k, ic.unroll_length, ic.envs_per_actor, obs_space, action_space,
+                            policy.initial_state(ic.envs_per_actor, torch.device("cpu")))
+    return ActorPool(cfg, buffers, SharedWeights(policy, ctx), ctx, k, start_update=start_update,
+                     normalizers=normalizers, warn=warn)
+
+
+def ray_backend(cfg, policy, obs_space, action_space, device, k: int, start_update: int, normalizers: list, warn):
+    """Ray actors on a local instance or a cluster (``agents/impala_ray.py``; needs srwm-rl[ray])."""
+    from agents.impala_ray import RayActorPool
+    return RayActorPool(cfg, policy, k, start_update=start_update, normalizers=normalizers, warn=warn)
+
+
+BACKENDS: dict[str, Callable[..., ActorBackend]] = {"mp": mp_backend, "ray": ray_backend}
+"""``--impala.backend``: name -> factory of the actor pool the learner talks to (``ActorBackend``)."""
+
+
 def train(run: Run) -> dict[str, Any]:
     """IMPALA in a prepared run (see the module docstring)."""
     cfg, ic, device = run.cfg, run.cfg.impala, run.device
@@ -178,13 +229,10 @@ def train(run: Run) -> dict[str, Any]:
                                     eps=ic.rmsprop_eps, momentum=ic.rmsprop_momentum)
     T, E = ic.unroll_length, ic.envs_per_actor
     batch_slots, steps_per_batch = ic.batch_size // E, T * ic.batch_size
-    ctx = mp.get_context(start_method(device))
-    k = slots_per_actor(ic.num_actors, batch_slots)
-    buffers = UnrollBuffers(ic.num_actors * k, T, E, obs_space, action_space,
-                            policy.initial_state(E, torch.device("cpu")))
     run.track(policy, optimizer, obs_space, action_space, normalizers=lambda: pool.normalizers)
-    pool = ActorPool(cfg, buffers, SharedWeights(policy, ctx), ctx, k, start_update=run.update,
-                     normalizers=run.resumed_normalizers, warn=run.warn)
+    pool = BACKENDS[ic.backend](cfg, policy, obs_space, action_space, device,
+                                slots_per_actor(ic.num_actors, batch_slots), run.update, run.resumed_normalizers,
+                                run.warn)
     episodes = EpisodeStats(ic.num_actors * E)
     guard = NonFiniteGuard(ic.max_nonfinite)
     window = {"lag": [], "wait": 0.0, "busy": 0.0}
@@ -200,10 +248,8 @@ def train(run: Run) -> dict[str, Any]:
                 raise ActorFailure(run.failure_message(str(e))) from None
             if items is None:
                 break
-            batch = buffers.batch([it[1] for it in items], device)
-            for it in items:
-                pool.release(it[1])
-            window["lag"] += [pool.weights.version - it[2] for it in items]
+            batch = pool.batch(items, device)
+            window["lag"] += [pool.version - it[2] for it in items]
             t1 = time.time()
             window["wait"] += t1 - t0
             # ---- 3-4. learn -------------------------------------------------------------------------
@@ -232,7 +278,7 @@ def train(run: Run) -> dict[str, Any]:
             bad = nonfinite_params(policy)
             if bad is not None:                          # a step cannot be undone: stop before anything is saved
                 raise NonFiniteLossError(run.failure_message(f"{bad} after the optimiser step", _HINT))
-            pool.weights.publish(policy)
+            pool.publish(policy)
             window["busy"] += time.time() - t1
 
             def metrics() -> dict[str, float]:
@@ -241,7 +287,7 @@ def train(run: Run) -> dict[str, Any]:
                        "learning_rate": lr, "grad_norm": float(grad_norm), **stats,
                        "policy_lag": float(np.mean(lag)), "policy_lag_max": float(np.max(lag)),
                        "learner_wait_frac": window["wait"] / max(window["wait"] + window["busy"], 1e-9),
-                       "actor_restarts": pool.restarts, "actor_failures": pool.failures_total,
+                       **pool.stats(),
                        "nonfinite_skipped": guard.skipped,
                        **{k: float(v.mean()) for k, v in policy.core.introspect(state).items()}}
                 window.update(lag=[], wait=0.0, busy=0.0)
@@ -255,5 +301,15 @@ def train(run: Run) -> dict[str, Any]:
 _HINT = "Try a lower --impala.learning_rate, --env.clip_reward 1, or a smaller --impala.max_grad_norm."
 
 
+def _validate(cfg) -> list[str]:
+    """The ray section, when the actors run on Ray (and Ray is installed)."""
+    if cfg.impala.backend != "ray":
+        return []
+    if importlib.util.find_spec("ray") is None:
+        return ["impala.backend='ray' needs Ray, an optional dependency: pip install 'srwm-rl[ray]'"]
+    return cfg.ray.validate()
+
+
 ALGORITHM = Algorithm(name="impala", summary="IMPALA / V-trace with asynchronous actor processes", train=train,
-                      section="impala", config=ImpalaConfig, load=load_agent)
+                      section="impala", config=ImpalaConfig, load=load_agent, validate=_validate,
+                      extra_sections=(("ray", RayConfig),))

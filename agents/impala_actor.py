@@ -350,6 +350,24 @@ class ActorPool:
         except (OSError, ValueError):
             pass                                   # the actor died; _start() hands the slot over again
 
+    # ---- the learner's side (agents.impala.ActorBackend) ----------------------------------------
+    def batch(self, items: list[tuple], device) -> dict[str, Any]:
+        """The slots of ``items`` (from ``gather``) as one batch on ``device``; the slots go back to their actors."""
+        out = self.buffers.batch([it[1] for it in items], device)
+        for it in items:
+            self.release(it[1])
+        return out
+
+    @property
+    def version(self) -> int:
+        return self.weights.version
+
+    def publish(self, policy: torch.nn.Module) -> int:
+        return self.weights.publish(policy)
+
+    def stats(self) -> dict[str, float]:
+        return {"actor_restarts": self.restarts, "actor_failures": self.failures_total}
+
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p is not None]
 

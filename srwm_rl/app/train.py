@@ -24,8 +24,10 @@ from srwm_rl.run.config import from_dict, merge, to_dict
 from srwm_rl.run.rundir import RunDirError, acquire_lock, prepare_run_dir, release_lock
 from srwm_rl.run.runlog import write_json
 
-# Fields that may change when a run is resumed; anything else must match the checkpoint.
-RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit"}
+# Fields (or whole sections) that may change when a run is resumed; anything else must match the checkpoint.
+# Where the actors run is one of them: a run started on one machine may continue on a Ray cluster.
+RESUMABLE = {"total_steps", "device", "torch_threads", "log_every", "checkpoint_every", "time_limit",
+             "impala.backend", "ray"}
 
 
 def _flag(help: str, metavar: Optional[str] = None) -> Any:
@@ -109,7 +111,7 @@ def parse_train(argv: list[str], prog: str) -> tuple[TrainConfig, Any, Optional[
     if saved is not None:
         old, new = _flatten(to_dict(saved)), _flatten(to_dict(cfg))
         for key, v in new.items():
-            if key not in RESUMABLE and old.get(key) != v:
+            if key not in RESUMABLE and key.split(".")[0] not in RESUMABLE and old.get(key) != v:
                 raise UsageError(f"cannot resume with {key}={v!r}: the run was trained with {key}={old.get(key)!r} "
                                  f"(only {', '.join(sorted(RESUMABLE))} may change on --resume)")
     errs = cfg.validate()

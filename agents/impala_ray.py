@@ -1,0 +1,255 @@
+"""IMPALA's actors on Ray (``--impala.backend ray``): the unrolls of ``agents/impala_actor.py``, from Ray
+actors anywhere on a cluster, behind the same pool interface as the mp backend (``agents/impala.py``).
+
+* ``UnrollWorker`` (one Ray actor, ``ray.actor_cpus`` CPUs and ``ray.actor_resources``): E environments
+  and a CPU copy of the policy, i.e. an ``impala_actor.Actor`` writing into a one-slot
+  ``UnrollBuffers``. ``unroll(weights, version)`` loads the weights if their version moved, fills
+  the slot and returns it as numpy arrays (rows and core state exactly as the mp actors write them:
+  obs / first [T + 1, E, ...], action / logp / reward / done [T, E], the core state before row 0),
+  through Ray's object store, with the episodes it finished and its normaliser states.
+* ``RayActorPool`` (the learner's side): every actor has ``k`` calls outstanding at most (delivered
+  but not yet consumed included, as the mp backend's slots per actor); the learner takes finished
+  calls with ``ray.wait`` and hands the call back (a new ``unroll``) when it consumes the unroll. New
+  weights go to the object store once per update (``ray.put``); each call carries the newest
+  reference, so an unroll's policy lag is the updates published since its call was made.
+* Faults: an actor whose process dies (killed, node lost) is restarted by Ray (``ray.max_restarts``)
+  and gets the latest normaliser states; its unrolls in flight are dropped and counted
+  (``unrolls_dropped``, ``actor_deaths``) and the death is logged. An actor that raised is killed so
+  that Ray restarts it afresh; one whose constructor failed is replaced by a new actor. An actor that
+  fails ``impala.max_actor_failures`` times in a row without delivering stops the run with its error.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+import envs
+from agents.impala_actor import Actor, ActorFailure, UnrollBuffers, actor_seed
+from srwm_rl.nn.tree import tree_map
+from srwm_rl.run.agent import build_policy
+from srwm_rl.run.cluster import connect, import_ray
+from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
+from srwm_rl.run.harness import StopSignal
+
+log = logging.getLogger(__name__)
+
+
+def build_actor(cfg, start_update: int, normalizers: list, index: int, restarted: bool) -> Actor:
+    """Actor ``index`` of a run (as ``impala_actor.actor_main`` builds it) on a one-slot buffer; a restarted
+    one gets a seed of its own."""
+    ic = cfg.impala
+    seed = actor_seed(cfg, index, os.getpid() if restarted else 0, start_update)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    env = make_env(cfg.env, cfg.policy, seed, num_envs=ic.envs_per_actor, discount=ic.gamma,
+                   id=envs.family_of(cfg.env.id).shard(cfg.env.id, index, ic.envs_per_actor))
+    policy = build_policy(cfg, env.observation_space, env.action_space, "cpu").eval()
+    for p in policy.parameters():
+        p.requires_grad_(False)
+    if normalizers:
+        load_normalizer_state(env, normalizers)
+    buffers = UnrollBuffers(1, ic.unroll_length, ic.envs_per_actor, env.observation_space, env.action_space,
+                            policy.initial_state(ic.envs_per_actor, torch.device("cpu")))
+    actor = Actor(policy, env, buffers, ic.gamma)
+    actor.reset(seed)
+    return actor
+
+
+def slot_arrays(buf: UnrollBuffers, slot: int) -> dict[str, Any]:
+    """One slot of ``buf`` as numpy arrays: obs / first [T + 1, E, ...], action, logp, reward, done
+    [T, E, ...], state (tuple of [E, ...])."""
+    return {"obs": tree_map(lambda b: b[slot].numpy(), buf.obs), "first": buf.first[slot].numpy(),
+            "action": buf.action[slot].numpy(), "logp": buf.logp[slot].numpy(), "reward": buf.reward[slot].numpy(),
+            "done": buf.done[slot].numpy(), "state": tuple(s[slot].numpy() for s in buf.state)}
+
+
+def to_batch(parts: list[dict[str, Any]], device) -> dict[str, Any]:
+    """Unrolls of ``slot_arrays`` side by side: one time-major batch of B = sum of E sequences on ``device``."""
+    def cat(*xs, axis=1):
+        return torch.from_numpy(np.concatenate(xs, axis=axis)).to(device)
+
+    out = {k: cat(*[p[k] for p in parts]) for k in ("first", "action", "logp", "reward", "done")}
+    out["obs"] = tree_map(cat, *[p["obs"] for p in parts])
+    out["state"] = tuple(cat(*xs, axis=0) for xs in zip(*[p["state"] for p in parts]))
+    return out
+
+
+class UnrollWorker:
+    """The body of one Ray actor (see the module docstring). ``build(restarted)`` makes its ``Actor``."""
+
+    def __init__(self, build: Callable[[bool], Actor], threads: int = 1):
+        torch.set_num_threads(threads)
+        restarted = import_ray().get_runtime_context().was_current_actor_reconstructed
+        self.actor = build(restarted)
+        self.version = -1
+
+    def unroll(self, weights: Optional[dict[str, np.ndarray]], version: int) -> dict[str, Any]:
+        """One unroll with weights ``version`` (None: keep the policy's own weights)."""
+        if weights is not None and version != self.version:
+            self.actor.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
+            self.version = version
+        returns, lengths = self.actor.fill(0)
+        return {"version": version, "returns": returns, "lengths": lengths, "unroll": slot_arrays(self.actor.buf, 0),
+                "normalizers": normalizer_state(self.actor.env)}
+
+    def load_normalizers(self, states: list[dict]) -> None:
+        if states:
+            load_normalizer_state(self.actor.env, states)
+
+    def where(self) -> dict[str, Any]:
+        """This actor's process id and Ray node id (tests and logs)."""
+        return {"pid": os.getpid(), "node": import_ray().get_runtime_context().get_node_id()}
+
+
+def weights_of(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().to("cpu").numpy() for k, v in module.state_dict().items()}
+
+
+class RayActorPool:
+    """IMPALA's actors as Ray actors; the pool interface of ``agents/impala.py`` (module docstring).
+
+    ``build(index, restarted) -> Actor`` makes an actor (default: :func:`build_actor` of ``cfg``); tests
+    pass their own. ``slots_per_actor``: calls outstanding per actor."""
+
+    def __init__(self, cfg, policy: torch.nn.Module, slots_per_actor: int, start_update: int = 0,
+                 normalizers: Optional[list] = None, build: Optional[Callable[..., Actor]] = None):
+        self.cfg, self.rc, self.k = cfg, cfg.ray, slots_per_actor
+        self.n = cfg.impala.num_actors
+        self.ray = import_ray()
+        self.owns_ray = connect(self.rc, local_cpus=self.n * self.rc.actor_cpus)
+        self.normalizers = list(normalizers or [])
+        self.build = build or functools.partial(build_actor, cfg, start_update, self.normalizers)
+        self.version, self.weights = 0, self.ray.put(weights_of(policy))
+        self.actors: list[Any] = [None] * self.n
+        self.failures = [0] * self.n          # failures in a row without an unroll delivered
+        self.errors: dict[int, str] = {}
+        self.gen = [0] * self.n               # failures handled per actor (a call made before one is stale)
+        self.in_flight: dict[Any, tuple[int, int]] = {}   # object ref -> (actor, its gen at the call)
+        self.held: dict[int, dict] = {}       # key -> delivered unroll the learner has not consumed
+        self.pending: deque = deque()
+        self.keys = itertools.count()
+        self.restarts = self.deaths = self.dropped = 0
+        self.delivered = 0
+        self.t_start = time.time()
+        self.closed = False
+
+    # ---- actors -----------------------------------------------------------------------------------
+    def _new_actor(self, i: int):
+        options = {"num_cpus": self.rc.actor_cpus, "max_restarts": self.rc.max_restarts, "max_task_retries": 0}
+        if self.rc.actor_resources:
+            options["resources"] = {k: float(v) for k, v in self.rc.actor_resources.items()}
+        cls = self.ray.remote(UnrollWorker).options(**options)
+        return cls.remote(functools.partial(self.build, i), self.cfg.impala.actor_threads)
+
+    def start(self) -> None:
+        for i in range(self.n):
+            self.actors[i] = self._new_actor(i)
+            for _ in range(self.k):
+                self._submit(i)
+
+    def _submit(self, i: int) -> None:
+        self.in_flight[self.actors[i].unroll.remote(self.weights, self.version)] = (i, self.gen[i])
+
+    def _failed(self, i: int, error: BaseException) -> None:
+        """Actor ``i``'s call failed: drop it, count it, restart or replace the actor, or give up."""
+        RayActorError = self.ray.exceptions.RayActorError
+        self.dropped += 1
+        self.gen[i] += 1
+        self.failures[i] += 1
+        self.errors[i] = str(error)
+        died = isinstance(error, RayActorError)
+        self.deaths += died
+        log.warning("IMPALA Ray actor %d %s; its unroll was dropped (%d dropped so far)", i,
+                    "died" if died else "raised an error", self.dropped)
+        if self.failures[i] >= self.cfg.impala.max_actor_failures:
+            raise ActorFailure(f"Ray actor {i} failed {self.failures[i]} times in a row before delivering an "
+                               f"unroll; its last error:\n{self.errors[i]}")
+        if died and getattr(error, "actor_init_failed", False):
+            self.ray.kill(self.actors[i], no_restart=True)     # its constructor failed: Ray does not retry
+            self.actors[i] = self._new_actor(i)
+        elif not died:
+            self.ray.kill(self.actors[i], no_restart=False)    # a fresh process, as if it had died
+        self.restarts += 1
+        self.actors[i].load_normalizers.remote(self.normalizers)
+        self._submit(i)
+
+    def _take(self, ref, i: int, gen: int) -> Optional[tuple]:
+        try:
+            out = self.ray.get(ref)
+        except self.ray.exceptions.RayError as e:
+            if gen != self.gen[i]:      # made before a failure already handled (the same death): drop it
+                self.dropped += 1
+                self._submit(i)
+            else:
+                self._failed(i, e)
+            return None
+        self.failures[i] = 0
+        self.delivered += 1
+        self.normalizers = out["normalizers"]
+        key = next(self.keys)
+        self.held[key] = out["unroll"]
+        return i, key, out["version"], out["returns"], out["lengths"]
+
+    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
+        """The next ``n`` delivered unrolls (oldest first) as (actor, key, version, returns, lengths),
+        waiting as long as it takes; None when ``stop`` is set first."""
+        while len(self.pending) < n and not stop:
+            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=0.5)
+            if ready:
+                ready, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
+            for ref in ready:
+                item = self._take(ref, *self.in_flight.pop(ref))
+                if item is not None:
+                    self.pending.append(item)
+                    on_episodes(item[3], item[4])
+            if not self.delivered and time.time() - self.t_start > self.rc.start_timeout:
+                raise RuntimeError(self._starved())
+        if stop:
+            return None
+        return [self.pending.popleft() for _ in range(n)]
+
+    def _starved(self) -> str:
+        need = {"CPU": self.rc.actor_cpus, **self.rc.actor_resources}
+        return (f"no Ray actor delivered an unroll within ray.start_timeout={self.rc.start_timeout} s; each of the "
+                f"{self.n} actors needs {need}, the cluster has {self.ray.cluster_resources()} "
+                f"({self.ray.available_resources()} free). Add nodes (`ray start --address ...`), or lower "
+                f"--ray.actor_cpus / --impala.num_actors")
+
+    # ---- the learner's side -------------------------------------------------------------------------
+    def batch(self, items: list[tuple], device) -> dict[str, Any]:
+        """The unrolls of ``items`` as one batch on ``device``; their actors get a new call each."""
+        parts = [self.held.pop(key) for _, key, *_ in items]
+        for i, *_ in items:
+            self._submit(i)
+        return to_batch(parts, device)
+
+    def publish(self, policy: torch.nn.Module) -> int:
+        self.version += 1
+        self.weights = self.ray.put(weights_of(policy))
+        return self.version
+
+    def stats(self) -> dict[str, float]:
+        return {"actor_restarts": self.restarts, "actor_deaths": self.deaths, "unrolls_dropped": self.dropped}
+
+    def close(self) -> None:
+        """Kill every actor (no restart) and end the Ray connection if this pool made it. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for a in self.actors:
+            if a is not None:
+                try:
+                    self.ray.kill(a, no_restart=True)
+                except Exception:  # noqa: BLE001 - Ray is already gone (its processes got the signal too)
+                    pass
+        self.in_flight.clear()
+        if self.owns_ray:
+            self.ray.shutdown()
