@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import time
+import warnings
 from collections import deque
 from typing import Any, Callable, Optional
 
@@ -87,7 +88,9 @@ class UnrollWorker:
 
     def __init__(self, build: Callable[[bool], Actor], threads: int = 1):
         torch.set_num_threads(threads)
-        restarted = import_ray().get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():          # Ray 2.60 warns inside its own property
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = import_ray().get_runtime_context().was_current_actor_reconstructed
         self.actor = build(restarted)
         self.version = -1
 
@@ -100,9 +103,11 @@ class UnrollWorker:
         return {"version": version, "returns": returns, "lengths": lengths, "unroll": slot_arrays(self.actor.buf, 0),
                 "normalizers": normalizer_state(self.actor.env)}
 
-    def load_normalizers(self, states: list[dict]) -> None:
-        if states:
-            load_normalizer_state(self.actor.env, states)
+    def ready(self, normalizers: list[dict]) -> dict[str, Any]:
+        """Take the latest normaliser states (a restarted or new actor); returns ``where()``."""
+        if normalizers:
+            load_normalizer_state(self.actor.env, normalizers)
+        return self.where()
 
     def where(self) -> dict[str, Any]:
         """This actor's process id and Ray node id (tests and logs)."""
@@ -132,7 +137,10 @@ class RayActorPool:
         self.failures = [0] * self.n          # failures in a row without an unroll delivered
         self.errors: dict[int, str] = {}
         self.gen = [0] * self.n               # failures handled per actor (a call made before one is stale)
-        self.in_flight: dict[Any, tuple[int, int]] = {}   # object ref -> (actor, its gen at the call)
+        self.probing = [False] * self.n       # restarting: waiting for its answer to ready()
+        self.owed = [0] * self.n              # calls it gets once it answers
+        self.later: list[tuple[float, int]] = []          # (time, actor): ask a restarting actor again then
+        self.in_flight: dict[Any, tuple[int, int, bool]] = {}   # ref -> (actor, its gen at the call, unroll?)
         self.held: dict[int, dict] = {}       # key -> delivered unroll the learner has not consumed
         self.pending: deque = deque()
         self.keys = itertools.count()
@@ -156,42 +164,59 @@ class RayActorPool:
                 self._submit(i)
 
     def _submit(self, i: int) -> None:
-        self.in_flight[self.actors[i].unroll.remote(self.weights, self.version)] = (i, self.gen[i])
+        """Hand actor ``i`` a call (its ticket); while it is being restarted the ticket waits."""
+        if self.probing[i]:
+            self.owed[i] += 1
+        else:
+            self.in_flight[self.actors[i].unroll.remote(self.weights, self.version)] = (i, self.gen[i], True)
 
-    def _failed(self, i: int, error: BaseException) -> None:
-        """Actor ``i``'s call failed: drop it, count it, restart or replace the actor, or give up."""
-        RayActorError = self.ray.exceptions.RayActorError
-        self.dropped += 1
+    def _probe(self, i: int) -> None:
+        """Ask actor ``i`` (restarting or new) to load the latest normaliser states; its tickets wait for the answer."""
+        self.probing[i] = True
+        self.in_flight[self.actors[i].ready.remote(self.normalizers)] = (i, self.gen[i], False)
+
+    def _failed(self, i: int, error: BaseException, ticket: bool) -> None:
+        """Actor ``i``'s call failed: count it, restart or replace the actor, or give up."""
         self.gen[i] += 1
         self.failures[i] += 1
         self.errors[i] = str(error)
-        died = isinstance(error, RayActorError)
+        died = isinstance(error, self.ray.exceptions.RayActorError)
         self.deaths += died
-        log.warning("IMPALA Ray actor %d %s; its unroll was dropped (%d dropped so far)", i,
-                    "died" if died else "raised an error", self.dropped)
+        self.dropped += ticket
+        self.owed[i] += ticket
+        log.warning("IMPALA Ray actor %d %s; %d unrolls dropped so far", i, "died" if died else "raised an error",
+                    self.dropped)
         if self.failures[i] >= self.cfg.impala.max_actor_failures:
             raise ActorFailure(f"Ray actor {i} failed {self.failures[i]} times in a row before delivering an "
                                f"unroll; its last error:\n{self.errors[i]}")
-        if died and getattr(error, "actor_init_failed", False):
-            self.ray.kill(self.actors[i], no_restart=True)     # its constructor failed: Ray does not retry
+        if not died or getattr(error, "actor_init_failed", False):
+            # it raised (its state is suspect) or its constructor failed (Ray does not retry that): a new actor
+            self.ray.kill(self.actors[i], no_restart=True)
             self.actors[i] = self._new_actor(i)
-        elif not died:
-            self.ray.kill(self.actors[i], no_restart=False)    # a fresh process, as if it had died
         self.restarts += 1
-        self.actors[i].load_normalizers.remote(self.normalizers)
-        self._submit(i)
+        self._probe(i)
 
-    def _take(self, ref, i: int, gen: int) -> Optional[tuple]:
+    def _take(self, ref, i: int, gen: int, ticket: bool) -> Optional[tuple]:
+        """The result of one call (an unroll when ``ticket``, else a restart probe); None if there is none."""
         try:
             out = self.ray.get(ref)
         except self.ray.exceptions.RayError as e:
             if gen != self.gen[i]:      # made before a failure already handled (the same death): drop it
-                self.dropped += 1
-                self._submit(i)
+                self.dropped += ticket
+                if ticket:
+                    self._submit(i)
+            elif not ticket and isinstance(e, self.ray.exceptions.ActorUnavailableError):
+                self.later.append((time.time() + 0.5, i))  # still restarting: ask again soon
             else:
-                self._failed(i, e)
+                self._failed(i, e, ticket)
             return None
-        self.failures[i] = 0
+        if not ticket:                  # up again: its waiting tickets become calls
+            self.probing[i], owed, self.owed[i] = False, self.owed[i], 0
+            for _ in range(owed):
+                self._submit(i)
+            return None
+        if gen == self.gen[i]:
+            self.failures[i] = 0
         self.delivered += 1
         self.normalizers = out["normalizers"]
         key = next(self.keys)
@@ -202,6 +227,13 @@ class RayActorPool:
         """The next ``n`` delivered unrolls (oldest first) as (actor, key, version, returns, lengths),
         waiting as long as it takes; None when ``stop`` is set first."""
         while len(self.pending) < n and not stop:
+            now = time.time()
+            for _, i in [x for x in self.later if x[0] <= now]:
+                self._probe(i)
+            self.later = [x for x in self.later if x[0] > now]
+            if not self.in_flight:
+                time.sleep(0.1)
+                continue
             ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=0.5)
             if ready:
                 ready, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
