@@ -1,5 +1,5 @@
 """IMPALA on Ray (``--impala.backend ray``): the same unrolls as the mp actors, training with 2 Ray
-actors, resume on either backend, a killed actor, an actor that keeps failing.
+actors, resume on either backend, a killed actor, an actor that keeps failing, Ctrl-C on the command.
 
 One local Ray instance serves the whole module (starting one takes ~10 s); the pools see it running
 and leave it so. The two-node cluster test is in test_impala_ray_cluster.py.
@@ -179,3 +179,40 @@ def test_ray_section_is_validated():
     assert replace(bad, impala=replace(bad.impala, backend="mp")).validate() == []   # not read by mp
     errs = replace(cfg, impala=replace(cfg.impala, backend="spark")).validate()
     assert any("impala.backend='spark'" in e and "'ray'" in e for e in errs)
+
+
+@pytest.mark.slow      # ~25 s: a Ray instance of its own, started by the command
+def test_cli_ctrl_c_on_a_ray_run_checkpoints_and_leaves_no_process(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the whole process group, Ray's local processes included): the run
+    checkpoints, says how to resume, and neither Ray nor an actor is left running."""
+    from test_impala_cli import check_clean, rows, start
+
+    run_dir = tmp_path / "run"
+    proc = start(["--impala.backend", "ray", "--total_steps", "100000", "--run_dir", str(run_dir)], tmp_path)
+    deadline = time.time() + 120
+    while len(rows(run_dir)) < 3:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.time() < deadline, "no metrics after 120 s"
+        time.sleep(0.2)
+    actors = [p for p, c in descendants(proc.pid).items() if c.startswith("ray::UnrollWorker")]
+    assert len(actors) == 2, descendants(proc.pid)       # Ray's actor processes (their own process groups)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, out
+    assert "stopped by signal 2" in out
+    check_clean(proc)
+    assert not [p for p in actors if alive(p)], "no Ray actor is left running"
+    assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["config"]["impala"]["backend"] == "ray"
+
+
+def alive(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            return False
+        if stat[stat.rindex(")") + 2] == "Z":
+            return False
+        time.sleep(0.2)
+    return True
