@@ -2,7 +2,10 @@
 
 Actors (``agents/impala_actor.py``) are processes, each stepping ``envs_per_actor`` environments with a
 CPU copy of the policy and writing unrolls of T steps plus one bootstrap step, with the core state
-at the unroll's start, into shared memory. One learner update, top to bottom:
+at the unroll's start, into shared memory; with ``--impala.backend ray`` they are Ray actors on a local
+instance or a cluster returning the same unrolls through Ray's object store (``agents/impala_ray.py``).
+The learner talks to either through one interface (``ActorBackend``, ``BACKENDS``). One learner update,
+top to bottom:
 
   1. Wait for ``batch_size / envs_per_actor`` full unrolls (actors that died are replaced meanwhile).
   2. Copy them into one time-major batch [T + 1, B, ...] and hand the slots back to their actors.
@@ -306,7 +309,8 @@ def _validate(cfg) -> list[str]:
     if cfg.impala.backend != "ray":
         return []
     if importlib.util.find_spec("ray") is None:
-        return ["impala.backend='ray' needs Ray, an optional dependency: pip install 'srwm-rl[ray]'"]
+        return ["impala.backend='ray' needs Ray, an optional dependency: pip install 'srwm-rl[ray]' "
+                "(or --impala.backend mp: actor processes on this machine)"]
     return cfg.ray.validate()
 
 

@@ -7,6 +7,7 @@ and leave it so. The two-node cluster test is in test_impala_ray_cluster.py.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ import agents.impala as impala  # noqa: E402
 from agents.impala_actor import ActorFailure  # noqa: E402
 from agents.impala_ray import RayActorPool  # noqa: E402
 from agents.registry import train  # noqa: E402
+from srwm_rl.app.evaluate import evaluate_main  # noqa: E402
 from test_impala import counting_actor, small_cfg  # noqa: E402
 
 
@@ -88,6 +90,9 @@ def test_local_ray_run_with_two_actors_trains_checkpoints_and_resumes_on_mp(tmp_
         assert key in text.splitlines()[0], key
     ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["config"]["impala"]["backend"] == "ray" and ckpt["global_step"] == result["global_step"]
+    # it evaluates like any other run
+    assert evaluate_main([str(tmp_path), "--num-episodes", "2"], "srwm-rl evaluate") == 0
+    assert list((tmp_path / "eval").glob("*/summary.json"))
     # a run trained on Ray resumes like any other, here on the mp backend
     more = replace(cfg, impala=replace(cfg.impala, backend="mp"), total_steps=cfg.total_steps + 4 * 32)
     again = train(more, tmp_path, resume=ckpt, progress=False)
@@ -169,6 +174,18 @@ def test_a_ray_actor_that_keeps_failing_stops_the_run_with_its_error_and_a_check
     assert (tmp_path / "checkpoints" / "latest.pt").exists()
 
 
+def test_actors_the_cluster_cannot_place_stop_the_run_naming_what_is_missing():
+    base = ray_cfg(num_actors=1)
+    cfg = replace(base, ray=replace(base.ray, actor_resources={"gpu_box": 1}, start_timeout=1.0))
+    pool = RayActorPool(cfg, counting_actor(4, [3])[0].policy, slots_per_actor=1)
+    try:
+        pool.start()
+        with pytest.raises(RuntimeError, match=r"(?s)within ray.start_timeout=1.0 s.*'gpu_box': 1.*the cluster has"):
+            pool.gather(1, stop=False, on_episodes=lambda r, n: None)
+    finally:
+        pool.close()
+
+
 def test_ray_section_is_validated():
     cfg = ray_cfg()
     assert not cfg.validate()
@@ -179,6 +196,14 @@ def test_ray_section_is_validated():
     assert replace(bad, impala=replace(bad.impala, backend="mp")).validate() == []   # not read by mp
     errs = replace(cfg, impala=replace(cfg.impala, backend="spark")).validate()
     assert any("impala.backend='spark'" in e and "'ray'" in e for e in errs)
+
+
+def test_without_ray_installed_the_ray_backend_is_refused_naming_the_extra(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    errs = ray_cfg().validate()
+    assert any("pip install 'srwm-rl[ray]'" in e for e in errs), errs
+    assert small_cfg().validate() == []
 
 
 @pytest.mark.slow      # ~25 s: a Ray instance of its own, started by the command
