@@ -14,16 +14,17 @@ actors anywhere on a cluster, behind the same pool interface as the mp backend (
   reference, so an unroll's policy lag is the updates published since its call was made.
 * Faults: an actor whose process dies (killed, node lost) is restarted by Ray (``ray.max_restarts``)
   and gets the latest normaliser states; its unrolls in flight are dropped and counted
-  (``unrolls_dropped``, ``actor_deaths``) and the death is logged. An actor that raised is killed so
-  that Ray restarts it afresh; one whose constructor failed is replaced by a new actor. An actor that
-  fails ``impala.max_actor_failures`` times in a row without delivering stops the run with its error.
+  (``unrolls_dropped``, ``actor_deaths``) and the death is printed. An actor that raised (its
+  environment, say) and one whose constructor failed are replaced by a new actor. The run stops with
+  the last error, as with the mp backend, after ``impala.max_actor_failures`` failures among the last
+  ``impala.failure_window`` unrolls and failures, or that many of one actor in a row.
 """
 from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import os
+import sys
 import time
 import warnings
 from collections import deque
@@ -39,9 +40,6 @@ from srwm_rl.run.agent import build_policy
 from srwm_rl.run.cluster import connect, import_ray
 from srwm_rl.run.environment import load_normalizer_state, make_env, normalizer_state
 from srwm_rl.run.harness import StopSignal
-
-log = logging.getLogger(__name__)
-
 
 def build_actor(cfg, start_update: int, normalizers: list, index: int, restarted: bool) -> Actor:
     """Actor ``index`` of a run (as ``impala_actor.actor_main`` builds it) on a one-slot buffer; a restarted
@@ -125,7 +123,8 @@ class RayActorPool:
     pass their own. ``slots_per_actor``: calls outstanding per actor."""
 
     def __init__(self, cfg, policy: torch.nn.Module, slots_per_actor: int, start_update: int = 0,
-                 normalizers: Optional[list] = None, build: Optional[Callable[..., Actor]] = None):
+                 normalizers: Optional[list] = None, build: Optional[Callable[..., Actor]] = None,
+                 warn: Optional[Callable[[str], None]] = None):
         self.cfg, self.rc, self.k = cfg, cfg.ray, slots_per_actor
         self.n = cfg.impala.num_actors
         self.ray = import_ray()
@@ -144,7 +143,10 @@ class RayActorPool:
         self.held: dict[int, dict] = {}       # key -> delivered unroll the learner has not consumed
         self.pending: deque = deque()
         self.keys = itertools.count()
-        self.restarts = self.deaths = self.dropped = 0
+        self.restarts = self.deaths = self.dropped = self.failures_total = 0
+        self.events: deque = deque(maxlen=cfg.impala.failure_window)   # True: a failure, False: an unroll
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._seen_errors: set[str] = set()
         self.delivered = 0
         self.t_start = time.time()
         self.closed = False
@@ -179,16 +181,23 @@ class RayActorPool:
         """Actor ``i``'s call failed: count it, restart or replace the actor, or give up."""
         self.gen[i] += 1
         self.failures[i] += 1
-        self.errors[i] = str(error)
+        self.failures_total += 1
+        self.events.append(True)
         died = isinstance(error, self.ray.exceptions.RayActorError)
         self.deaths += died
         self.dropped += ticket
         self.owed[i] += ticket
-        log.warning("IMPALA Ray actor %d %s; %d unrolls dropped so far", i, "died" if died else "raised an error",
-                    self.dropped)
-        if self.failures[i] >= self.cfg.impala.max_actor_failures:
-            raise ActorFailure(f"Ray actor {i} failed {self.failures[i]} times in a row before delivering an "
-                               f"unroll; its last error:\n{self.errors[i]}")
+        text = str(error).rstrip()
+        kind = text.strip().splitlines()[-1] if text.strip() else text
+        self.warn(f"warning: IMPALA Ray actor {i} {'died' if died else 'raised an error'} (it is restarted; "
+                  f"{self.dropped} unrolls dropped so far)" + ("" if kind in self._seen_errors else f":\n{text}"))
+        self._seen_errors.add(kind)
+        ic, in_window = self.cfg.impala, sum(self.events)
+        if self.failures[i] >= ic.max_actor_failures or in_window >= ic.max_actor_failures:
+            raise ActorFailure(f"IMPALA actors failed {in_window} times among the last {len(self.events)} unrolls "
+                               f"and failures (impala.max_actor_failures={ic.max_actor_failures}, "
+                               f"impala.failure_window={ic.failure_window}); the last was Ray actor {i}, its error:\n"
+                               f"{text}")
         if not died or getattr(error, "actor_init_failed", False):
             # it raised (its state is suspect) or its constructor failed (Ray does not retry that): a new actor
             self.ray.kill(self.actors[i], no_restart=True)
@@ -217,6 +226,7 @@ class RayActorPool:
             return None
         if gen == self.gen[i]:
             self.failures[i] = 0
+        self.events.append(False)
         self.delivered += 1
         self.normalizers = out["normalizers"]
         key = next(self.keys)
@@ -269,7 +279,8 @@ class RayActorPool:
         return self.version
 
     def stats(self) -> dict[str, float]:
-        return {"actor_restarts": self.restarts, "actor_deaths": self.deaths, "unrolls_dropped": self.dropped}
+        return {"actor_restarts": self.restarts, "actor_failures": self.failures_total, "actor_deaths": self.deaths,
+                "unrolls_dropped": self.dropped}
 
     def close(self) -> None:
         """Kill every actor (no restart) and end the Ray connection if this pool made it. Idempotent."""
