@@ -27,6 +27,7 @@ from srwm_rl.app.command import OWN_DEFAULT, UsageError, check_counts, parse
 from srwm_rl.app.study_cells import (BUSY, CURVE_METRIC, UNIT, CellSpec, build_config, evaluator_of, is_finished,
                                     read_json,
                                     write_json)
+from srwm_rl.app import study_ray  # noqa: F401 - registers --executor ray
 from srwm_rl.app.study_exec import EXECUTORS
 from srwm_rl.app.study_tasks import DEFAULT_CORES, DEFAULT_TASKS, STUDY_TASKS, budget, trials
 

@@ -15,7 +15,7 @@ import math
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,13 @@ def import_ray():
     return ray
 
 
-def connect(cfg: RayConfig, local_cpus: float = 0) -> bool:
+def connect(cfg: RayConfig, local_cpus: float = 0, num_cpus: Optional[int] = None) -> bool:
     """Make sure this process is connected to Ray; True when it started the connection (and should
     ``ray.shutdown()`` it), False when Ray was already initialised (a test's shared instance).
 
     ``local_cpus``: CPUs a local instance must offer at least (all the run's actors), so a run on one
-    machine never waits for a CPU Ray thinks it lacks (the mp backend oversubscribes the same way).
+    machine never waits for a CPU Ray thinks it lacks (the mp backend oversubscribes the same way);
+    ``num_cpus``: exactly that many instead (a study's ``--jobs``).
     Ray's driver installs its own SIGTERM handler; the handlers of the caller (the run's stop signal)
     are put back."""
     ray = import_ray()
@@ -73,7 +74,8 @@ def connect(cfg: RayConfig, local_cpus: float = 0) -> bool:
         if cfg.address:
             ray.init(address=cfg.address, log_to_driver=True, configure_logging=False)
         else:
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(local_cpus)),
+            cpus = num_cpus if num_cpus is not None else max(os.cpu_count() or 1, math.ceil(local_cpus))
+            ray.init(address="local", num_cpus=cpus,
                      include_dashboard=False, log_to_driver=True, configure_logging=False)
     except ConnectionError as e:
         raise ConnectionError(f"ray.address={cfg.address!r}: cannot join the Ray cluster ({e}); start one with "
