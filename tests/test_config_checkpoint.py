@@ -45,6 +45,26 @@ def test_renamed_options_keep_working(tmp_path):
     assert from_dict(TrainConfig, old).policy.encoder_chunk == 32
 
 
+def test_presets_combine_left_to_right_and_the_paper_core_is_one_away():
+    task = parse("--preset", "cartpole-novel")
+    paper = parse("--preset", "cartpole-novel,srwm-paper")
+    assert task.core.input_softmax is False and paper.core.input_softmax is True
+    assert paper.core.hidden_size == task.core.hidden_size == 64 and paper.env == task.env and paper.ppo == task.ppo
+    assert parse("--preset", "srwm-paper,cartpole-novel").core.input_softmax is True   # the task sets no softmax
+    assert parse("--preset", "cartpole-novel,srwm-paper", "--no-core.input_softmax").core.input_softmax is False
+    with pytest.raises(UsageError, match=r"--preset 'srwm-papr' is unknown \(did you mean srwm-paper"):
+        parse("--preset", "cartpole-novel,srwm-papr")
+
+
+def test_saved_config_without_a_changed_default_keeps_the_old_one():
+    saved = to_dict(TrainConfig())
+    del saved["core"]["input_softmax"]                   # written when the default was True (0.1.0 - issue 12)
+    assert TrainConfig().core.input_softmax is False
+    assert from_dict(TrainConfig, saved).core.input_softmax is True
+    saved["core"]["input_softmax"] = False               # a saved value always wins
+    assert from_dict(TrainConfig, saved).core.input_softmax is False
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--ppo.learning_rate", "-1"], r"ppo.learning_rate=-1.0: must be > 0"),
     (["--env.num_envs", "6", "--ppo.num_minibatches", "4"], r"env.num_envs=6 is not divisible by ppo.num_minibatches=4"),

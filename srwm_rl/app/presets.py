@@ -1,15 +1,33 @@
-"""Named presets: partial configs merged over the defaults (`srwm-rl train --preset NAME`)."""
+"""Named presets: partial configs merged over the defaults (`srwm-rl train --preset NAME`).
+
+Several presets combine, left to right: ``--preset cartpole-novel,srwm-paper`` is the task preset with
+the paper's SRWM core choices on top. ``LEARNING_RATES`` holds each core's measured learning rate per
+algorithm (benchmarks/core_ablation.py; BENCHMARKS.md "Defaults by measurement"), for comparisons that
+give every core its own tuned rate (``learning_rate_for``).
+"""
 from __future__ import annotations
 
 from typing import Any
+
+from srwm_rl.run.config import merge
 
 SIX_GAMES = "procgen:bigfish+fruitbot+maze+leaper+plunder+starpilot"
 
 # name -> (one-line description, nested overrides of TrainConfig)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol)", {
-        "total_steps": 2_000_000,
+    # The SRWM core as in the paper's RL code (Irie et al. 2022): softmax on each head's input, no layer
+    # norm. CoreConfig's defaults differ where the ablation (BENCHMARKS.md) measured better learning.
+    "srwm-paper": ("The paper's RL SRWM core choices (input softmax, no norm, beta bias 0); combine: "
+                   "--preset TASK,srwm-paper", {
+        "core": {"kind": "srwm", "input_softmax": True, "norm": "none", "beta_init": 0.0},
+    }),
+    # IMPALA: ~50k env steps/s here against PPO's ~2k on 2 cores; PPO had not left random play after
+    # 0.8M steps (6 min), IMPALA-SRWM reached 67.7 (random 50) after 7.5M (150 s) (BENCHMARKS.md).
+    "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol), IMPALA", {
+        "algo": "impala", "total_steps": 8_000_000, "torch_threads": 1,
         "env": {"id": "srwm_rl/Bandit-v0", "num_envs": 32},
+        "impala": {"num_actors": 2, "envs_per_actor": 16, "batch_size": 32, "unroll_length": 50,
+                   "learning_rate": 1e-3, "gamma": 0.99},
         "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3,
                 "ent_coef": 0.01, "num_minibatches": 4},
     }),
@@ -49,6 +67,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         # rl-baselines3-zoo's tuned RecurrentPPO settings for this task, with whole-sequence minibatches.
         "ppo": {"num_steps": 32, "learning_rate": 1e-3, "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.0,
                 "num_minibatches": 1, "update_epochs": 20},
+        # With --algo impala: the setting of benchmarks/impala_learning.py and core_ablation.py (~10x PPO's
+        # env steps/s; SRWM reached a training mean of 475 in 1.0-1.7M steps).
+        "impala": {"num_actors": 2, "envs_per_actor": 8, "batch_size": 16, "unroll_length": 32,
+                   "learning_rate": 3e-4, "entropy_cost": 0.001},
     }),
     "procgen": ("Procgen bigfish, easy, 200 levels, IMPALA CNN (the paper's network)", {
         "total_steps": 25_000_000,
@@ -83,9 +105,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def get_preset(name: str) -> dict[str, Any]:
-    if name not in PRESETS:
-        import difflib
-        close = difflib.get_close_matches(name, PRESETS, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"--preset {name!r} is unknown{hint}; presets: {', '.join(PRESETS)}")
-    return PRESETS[name][1]
+    """The overrides of preset ``name``, or of several comma-separated presets merged left to right."""
+    out: dict[str, Any] = {}
+    for one in name.split(","):
+        one = one.strip()
+        if one not in PRESETS:
+            import difflib
+            close = difflib.get_close_matches(one, PRESETS, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"--preset {one!r} is unknown{hint}; presets: {', '.join(PRESETS)}")
+        out = merge(out, PRESETS[one][1])
+    return out

@@ -43,8 +43,8 @@ class CoreConfig:
     """Heads per SRWM / Delta Net / Fake SR layer; head size = hidden_size / num_heads."""
     ff_mult: int = 4
     """Feed-forward block width as a multiple of hidden_size."""
-    input_softmax: bool = True
-    """SRWM: apply softmax (phi) to each head's input, as in the paper's RL code."""
+    input_softmax: bool = False
+    """SRWM: apply softmax (phi) to each head's input, as in the paper's RL code (preset srwm-paper); off by default: with it the self-modification barely reacts to the input and RL learned little (BENCHMARKS.md, "Defaults by measurement")."""
     norm: str = "none"
     """SRWM layer norm placement: none (RL code: h + proj(y)), pre (LayerNorm on the layer input), post."""
     beta_init: float = 0.0

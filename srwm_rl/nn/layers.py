@@ -128,7 +128,8 @@ class SRWMLayer(_Residual):
         self.W_y = nn.Parameter(torch.randn(heads, d, d) * std)
         self.W_q = nn.Parameter(torch.randn(heads, d, d) * std)
         self.W_k = nn.Parameter(torch.randn(heads, d, d) * std)
-        # x sums to one (softmax input), so a constant added to w_b acts as a bias on beta's logits.
+        # With the input softmax x sums to one, so a constant added to w_b is a bias on beta's logits;
+        # without it the shift is beta_init * sum(x) (x >= 0 after the ReLU input projection and no norm).
         self.w_b = nn.Parameter(torch.randn(heads, d, 4) * std + beta_init)
         self.out_proj = nn.Linear(dim, dim, bias=False)
         self.input_softmax, self.impl, self.detach_every_step = input_softmax, impl, detach_every_step

@@ -23,6 +23,11 @@ from srwm_rl.nn.policy import PolicyConfig
 # with the old name load, and the old flag still works on the command line.
 RENAMED: dict[str, str] = {"impala.learner_chunk": "policy.encoder_chunk"}
 
+# Defaults that changed: dotted name -> the default before the change. A saved config (config.json, a
+# checkpoint) whose section lacks the option was written when the old default applied, so it loads with
+# the old value. (Configs written by srwm-rl are complete, so this is a guard for hand-made or trimmed ones.)
+OLD_DEFAULTS: dict[str, Any] = {"core.input_softmax": True}
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -164,7 +169,8 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A config dict with renamed options (:data:`RENAMED`) moved to their new names."""
+    """A config dict with renamed options (:data:`RENAMED`) moved to their new names, and options whose
+    default changed (:data:`OLD_DEFAULTS`) set to the old default where a present section lacks them."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for old, new in RENAMED.items():
         (osec, okey), (nsec, nkey) = old.split("."), new.split(".")
@@ -172,6 +178,10 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
             value = out[osec].pop(okey)
             if isinstance(out.get(nsec), dict) or nsec not in out:
                 out.setdefault(nsec, {}).setdefault(nkey, value)
+    for name, old_default in OLD_DEFAULTS.items():
+        sec, key = name.split(".")
+        if isinstance(out.get(sec), dict):
+            out[sec].setdefault(key, old_default)
     return out
 
 
