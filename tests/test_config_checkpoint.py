@@ -221,3 +221,14 @@ def test_train_agent_script_is_the_train_command():
     bad = subprocess.run([sys.executable, str(root / "train_agent.py"), "--core.kind", "gru"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "core.kind='gru'" in bad.stderr
+
+
+def test_learning_rate_table_names_registered_algorithms_and_cores():
+    from agents.registry import ALGORITHMS
+    from srwm_rl.app.presets import LEARNING_RATES, learning_rate_for
+    from srwm_rl.nn.cores import CORES
+    for algo, rates in LEARNING_RATES.items():
+        assert algo in ALGORITHMS and rates
+        for core, lr in rates.items():
+            assert core in CORES and 0 < lr < 1 and learning_rate_for(algo, core) == lr
+    assert learning_rate_for("impala", "no-such-core") is None

@@ -116,3 +116,19 @@ def get_preset(name: str) -> dict[str, Any]:
             raise ValueError(f"--preset {one!r} is unknown{hint}; presets: {', '.join(PRESETS)}")
         out = merge(out, PRESETS[one][1])
     return out
+
+
+# Learning rate per algorithm and core kind, for comparisons that give every core its own rate (the study).
+# Each entry cites its measurement on CartPole without velocity (BENCHMARKS.md, "Defaults by
+# measurement"); a core or algorithm without an entry keeps the preset's / algorithm's rate.
+# Not yet a sweep: 3e-4 is the one rate measured to reach 475 for SRWM (3 of 3 seeds) and the LSTM (best
+# training means 463-469, 3 seeds) with IMPALA; extend with benchmarks/core_ablation.py --variants
+# lstm-lr1e-4 lstm-lr3e-4 lstm-lr1e-3 ... (every core kind x 3 rates x 3 seeds).
+LEARNING_RATES: dict[str, dict[str, float]] = {
+    "impala": {"srwm": 3e-4, "lstm": 3e-4},
+}
+
+
+def learning_rate_for(algo: str, core: str) -> float | None:
+    """The measured learning rate of core kind ``core`` under algorithm ``algo``, or None if none was measured."""
+    return LEARNING_RATES.get(algo, {}).get(core)
