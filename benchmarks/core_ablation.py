@@ -49,10 +49,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "heads8x8": {"core.num_heads": "8"},
     "lr1e-4": {"impala.learning_rate": "1e-4"},
     "lr1e-3": {"impala.learning_rate": "1e-3"},
+    "lr3e-3": {"impala.learning_rate": "3e-3"},
     "paper": {"core.input_softmax": "true", "core.norm": "none", "core.beta_init": "0.0"},
 }
 for _kind in ("lstm", "none", "delta"):
-    for _lr in ("1e-4", "3e-4", "1e-3"):
+    for _lr in ("1e-4", "3e-4", "1e-3", "3e-3"):
         VARIANTS[f"{_kind}-lr{_lr}"] = {"core.kind": _kind, "impala.learning_rate": _lr}
 
 

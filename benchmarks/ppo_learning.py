@@ -131,7 +131,7 @@ def cartpole_sb3(seed: int, budget: int, minutes: float, eval_every: int) -> dic
 # ---- Bandit and Dark Room ------------------------------------------------------------------------------
 
 def train_preset(preset: str, core: str, seed: int, budget: int, minutes: float):
-    base = preset_config(preset, algo="ppo")          # this benchmark is PPO's, whatever the preset runs
+    base = preset_config(preset)
     cfg = replace(base, seed=seed, total_steps=budget, time_limit=minutes * 60, checkpoint_every=10**9,
                   core=replace(base.core, kind=core))
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{preset}-{core}-"))

@@ -21,11 +21,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                    "--preset TASK,srwm-paper", {
         "core": {"kind": "srwm", "input_softmax": True, "norm": "none", "beta_init": 0.0},
     }),
-    # IMPALA: ~50k env steps/s here against PPO's ~2k on 2 cores; PPO had not left random play after
-    # 0.8M steps (6 min), IMPALA-SRWM reached 67.7 (random 50) after 7.5M (150 s) (BENCHMARKS.md).
-    "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol), IMPALA", {
-        "algo": "impala", "total_steps": 8_000_000, "torch_threads": 1,
+    "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol)", {
+        "total_steps": 2_000_000,
         "env": {"id": "srwm_rl/Bandit-v0", "num_envs": 32},
+        # With --algo impala (~50k env steps/s against PPO's ~2k on 2 cores: PPO had not left random play
+        # after 0.8M steps, IMPALA-SRWM reached 67.7, random 50, after 7.5M steps; BENCHMARKS.md, IMPALA).
         "impala": {"num_actors": 2, "envs_per_actor": 16, "batch_size": 32, "unroll_length": 50,
                    "learning_rate": 1e-3, "gamma": 0.99},
         "ppo": {"num_steps": 100, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3,
@@ -67,10 +67,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         # rl-baselines3-zoo's tuned RecurrentPPO settings for this task, with whole-sequence minibatches.
         "ppo": {"num_steps": 32, "learning_rate": 1e-3, "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.0,
                 "num_minibatches": 1, "update_epochs": 20},
-        # With --algo impala: the setting of benchmarks/impala_learning.py and core_ablation.py (~10x PPO's
-        # env steps/s; SRWM reached a training mean of 475 in 1.0-1.7M steps).
+        # With --algo impala: the setting of benchmarks/core_ablation.py (~10x PPO's env steps/s); lr 1e-3
+        # was the best of 3e-4 / 1e-3 / 3e-3 for SRWM and LSTM (BENCHMARKS.md, "Defaults by measurement").
         "impala": {"num_actors": 2, "envs_per_actor": 8, "batch_size": 16, "unroll_length": 32,
-                   "learning_rate": 3e-4, "entropy_cost": 0.001},
+                   "learning_rate": 1e-3, "entropy_cost": 0.001},
     }),
     "procgen": ("Procgen bigfish, easy, 200 levels, IMPALA CNN (the paper's network)", {
         "total_steps": 25_000_000,
@@ -119,13 +119,12 @@ def get_preset(name: str) -> dict[str, Any]:
 
 
 # Learning rate per algorithm and core kind, for comparisons that give every core its own rate (the study).
-# Each entry cites its measurement on CartPole without velocity (BENCHMARKS.md, "Defaults by
-# measurement"); a core or algorithm without an entry keeps the preset's / algorithm's rate.
-# Not yet a sweep: 3e-4 is the one rate measured to reach 475 for SRWM (3 of 3 seeds) and the LSTM (best
-# training means 463-469, 3 seeds) with IMPALA; extend with benchmarks/core_ablation.py --variants
-# lstm-lr1e-4 lstm-lr3e-4 lstm-lr1e-3 ... (every core kind x 3 rates x 3 seeds).
+# Measured on CartPole without velocity (benchmarks/core_ablation.py, 3e-4 / 1e-3 / 3e-3 x 3 seeds at
+# 800k env steps; BENCHMARKS.md, "Defaults by measurement"): the rate with the fewest env steps to a
+# training mean of 475. A core or algorithm without an entry keeps the preset's / algorithm's rate (the
+# feed-forward core and the Delta Net were not swept; PPO not at all).
 LEARNING_RATES: dict[str, dict[str, float]] = {
-    "impala": {"srwm": 3e-4, "lstm": 3e-4},
+    "impala": {"srwm": 1e-3, "lstm": 1e-3},
 }
 
 
