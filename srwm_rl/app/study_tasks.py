@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from srwm_rl.app.presets import LEARNING_RATES
+
 
 @dataclass(frozen=True)
 class StudyTask:
@@ -54,7 +56,8 @@ class StudyTask:
 # (~10 s) included. PPO's speed per cell with one thread, measured by a 30k-step study on this machine
 # while other jobs held the load at ~10 (BENCHMARKS.md "Study"): bandit 1,000-1,500 env steps/s,
 # Dark Room 9x9 1,100-1,350, CartPole without velocity 420-660, T-Maze 820-1,200 (SRWM the slowest);
-# an unshared core is ~3x faster. The full budgets below are sized for that (~85 min estimated).
+# an unshared core is ~3x faster. The full budgets below are sized for that (~85 min estimated, with
+# CartPole on PPO; it now runs IMPALA, whose 800k steps take ~1-2 min per cell on a quiet machine).
 STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
     StudyTask("bandit", preset="bandit", steps=1_000_000, quick_steps=60_000, eval_trials=100, greedy=False,
               baselines=("bandit",), note="fresh bandits (test task ids), 100 pulls each",
@@ -65,8 +68,11 @@ STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
               note="5x5 room, goals of the test task set, 4 episodes per trial"),
     StudyTask("darkkey", preset="darkkey", steps=1_500_000, quick_steps=40_000, eval_trials=64,
               note="key and door positions of the test task set, 4 episodes per trial"),
-    StudyTask("cartpole-novel", preset="cartpole-novel", steps=400_000, quick_steps=30_000, eval_trials=32,
-              greedy=True, note="one task: held-out = fresh episodes (no task distribution)", score="held-out return"),
+    # IMPALA: ~10x PPO's env steps/s on this task; SRWM and LSTM rates tuned on it (presets.LEARNING_RATES:
+    # 3 rates x 3 seeds each, BENCHMARKS.md "Defaults by measurement"); 800k steps is that sweep's budget.
+    StudyTask("cartpole-novel", preset="cartpole-novel", steps=800_000, quick_steps=100_000, eval_trials=32,
+              greedy=True, overrides={"algo": "impala"}, learning_rates=LEARNING_RATES["impala"],
+              note="one task: held-out = fresh episodes (no task distribution)", score="held-out return"),
     StudyTask("tmaze", preset="tmaze", steps=300_000, quick_steps=40_000, eval_trials=100, greedy=True,
               note="longer corridors than any trained on", score="held-out return"),
     StudyTask("fewshot-5w1s", preset="fewshot-5w1s", steps=400_000, quick_steps=20_000, eval_trials=500,
