@@ -247,7 +247,8 @@ def train(run: Run) -> dict[str, Any]:
             t0 = time.time()
             try:
                 items = pool.gather(batch_slots, run.halt, episodes.add)
-            except ActorFailure as e:
+            except ActorFailure as e:                     # the learner is sound (checked every update):
+                run.checkpoint("latest")                   # keep its progress, then stop with the env's error
                 raise ActorFailure(run.failure_message(str(e))) from None
             if items is None:
                 break

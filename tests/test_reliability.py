@@ -197,6 +197,8 @@ def test_impala_env_exceptions_are_printed_once_counted_and_stop_the_run(tmp_pat
     with pytest.raises(ActorFailure, match="sensor cable unplugged") as info:
         train(cfg, tmp_path, progress=False)
     assert "failed 4 times" in str(info.value)
+    stopped = load_checkpoint(tmp_path / "checkpoints" / "latest.pt")   # written at the stop, named by the message
+    assert f"(step {stopped['global_step']}), is kept" in str(info.value)
     err = capsys.readouterr().err
     assert err.count("Traceback") == 1 and "RuntimeError: sensor cable unplugged" in err, err
 
