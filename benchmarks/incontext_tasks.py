@@ -105,8 +105,8 @@ def summarize(results: list[dict]) -> str:
                 # Ratios of the means over seeds (a per-seed ratio explodes where a first episode scores ~0).
                 mean = {(s, i): mean_ci([r[s]["per_episode"][i] for r in cr])["mean"] for s in ("test", "train")
                         for i in (0, -1)}
-                ratio = f"{mean['test', -1] / mean['test', 0]:.2f}" if mean["test", 0] > 0 else "inf"
-                gap = f"{mean['test', -1] / mean['train', -1]:.2f}" if mean["train", -1] > 0 else "inf"
+                ratio = f"{mean['test', -1] / mean['test', 0]:.2f}" if mean["test", 0] > 0 else "n/a (first 0)"
+                gap = f"{mean['test', -1] / mean['train', -1]:.2f}" if mean["train", -1] > 0 else "n/a (training 0)"
                 out.append(f"| {core} | {seeds} | {fmt([r['train_return'] for r in cr])} | {curve['test']} | "
                            f"{curve['train']} | {ratio} | {gap} |")
             else:
