@@ -21,6 +21,16 @@ def _plt():
     return plt
 
 
+def _save(fig, ax, path: str | Path, fontsize: Optional[float] = None) -> Path:
+    """Legend, grid, tight layout; write the figure to ``path`` and close it."""
+    ax.legend(fontsize=fontsize)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+    return Path(path)
+
+
 # ---- adaptation ------------------------------------------------------------------------------
 
 def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: str = "mean return",
@@ -50,12 +60,7 @@ def plot_adaptation(path: str | Path, curves: dict[str, list[dict]], *, ylabel: 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path)
 
 
 def write_adaptation_csv(path: str | Path, curves: dict[str, list[dict]]) -> Path:
@@ -176,12 +181,7 @@ def plot_regret(path: str | Path, curves: dict[str, list[dict]], title: str = ""
     ax.set_xlabel("pull")
     ax.set_ylabel("cumulative expected regret")
     ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path)
 
 
 def write_regret_csv(path: str | Path, curves: dict[str, list[dict]]) -> Path:
@@ -285,9 +285,4 @@ def plot_compare(path: str | Path, groups: dict[str, list[dict[str, Any]]], metr
             ax.fill_between(a["steps"], a["mean"] - a["std"], a["mean"] + a["std"], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric + " (mean ± std over seeds)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path, fontsize=8)
