@@ -186,8 +186,10 @@ class ActorBackend(Protocol):
 
     def start(self) -> None: ...
 
-    def gather(self, n: int, stop, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
-        """The next ``n`` unrolls as (actor, key, weights version, returns, lengths); None on ``stop``."""
+    def gather(self, n: int, stop, on_episodes: Callable[..., None]) -> Optional[list[tuple]]:
+        """The next ``n`` unrolls as (actor, key, weights version, (episode returns, episode lengths, trial
+        returns)), each delivery's also passed to ``on_episodes(returns, lengths, trial_returns)``; None on
+        ``stop``."""
 
     def batch(self, items: list[tuple], device) -> dict[str, Any]:
         """Those unrolls as one time-major batch (``impala_loss``); their actors may go on."""
@@ -287,8 +289,7 @@ def train(run: Run) -> dict[str, Any]:
 
             def metrics() -> dict[str, float]:
                 lag = window["lag"]
-                out = {"episode_return": episodes.mean_return, "episode_length": episodes.mean_length,
-                       "learning_rate": lr, "grad_norm": float(grad_norm), **stats,
+                out = {**episodes.metrics(), "learning_rate": lr, "grad_norm": float(grad_norm), **stats,
                        "policy_lag": float(np.mean(lag)), "policy_lag_max": float(np.max(lag)),
                        "learner_wait_frac": window["wait"] / max(window["wait"] + window["busy"], 1e-9),
                        **pool.stats(),

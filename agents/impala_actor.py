@@ -9,7 +9,7 @@ Data flow (one learner process, ``num_actors`` actor processes):
   Every actor owns a fixed set of slots; a slot is either free (the actor may write it) or full
   (its index is on its way to, or held by, the learner).
 * One duplex pipe per actor: the learner sends the index of a free slot, the actor answers with
-  ``("unroll", slot, weights_version, episode_returns, episode_lengths)``. Per-actor pipes (no shared
+  ``("unroll", slot, weights_version, (episode_returns, episode_lengths, trial_returns), normalizers)``. Per-actor pipes (no shared
   queue) mean that an actor killed at any moment cannot leave a lock held for the others.
 * ``SharedWeights``: the learner's state dict in shared memory behind a sequence lock; an actor
   copies it at the start of each unroll when the version moved, so one unroll uses one policy.
@@ -142,7 +142,7 @@ class Actor:
     def fill(self, slot: int, stop=None) -> Optional[tuple[list[float], list[int]]]:
         """One unroll of T steps into ``slot``; returns finished episodes' (returns, lengths), or None
         when ``stop`` (an Event) was set before the unroll was complete."""
-        buf, T, returns, lengths = self.buf, self.buf.T, [], []
+        buf, T, returns, lengths, trials = self.buf, self.buf.T, [], [], []
         for s_buf, s in zip(buf.state, self.state):
             s_buf[slot].copy_(s)
         for t in range(T + 1):
@@ -166,9 +166,10 @@ class Actor:
             ended = episodes_of(info)            # per episode (inner episodes of trials)
             returns += ended[0]
             lengths += ended[1]
+            trials += ended[2]
             if stop is not None and stop.is_set():
                 return None
-        return returns, lengths
+        return returns, lengths, trials
 
 
 def _die_with_parent() -> None:
@@ -218,7 +219,7 @@ def actor_main(cfg, actor: int, seed: int, buffers: UnrollBuffers, weights: Shar
             result = worker.fill(slot, stop)
             if result is None:
                 return
-            conn.send(("unroll", slot, version, *result, normalizer_state(env)))
+            conn.send(("unroll", slot, version, result, normalizer_state(env)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
     except BaseException:  # noqa: BLE001 - report the cause to the learner, then die (it replaces us)
@@ -280,8 +281,8 @@ class ActorPool:
                 mine.send(slot)
 
     def collect(self, timeout: float) -> list[tuple]:
-        """Wait up to ``timeout`` s; returns delivered unrolls as (actor, slot, version, returns, lengths)
-        and replaces any actor that died."""
+        """Wait up to ``timeout`` s; returns delivered unrolls as (actor, slot, version, episodes), episodes
+        = (episode returns, episode lengths, trial returns) of ``Actor.fill``, and replaces any actor that died."""
         got = []
         ready = set(wait([c for c in self.conns] + [p.sentinel for p in self.procs], timeout))
         for i, conn in enumerate(self.conns):
@@ -291,11 +292,11 @@ class ActorPool:
                 while conn.poll():
                     msg = conn.recv()
                     if msg[0] == "unroll":
-                        _, slot, version, rets, lens, self.normalizers = msg
+                        _, slot, version, ended, self.normalizers = msg
                         self.full[slot] = True
                         self.failures[i] = 0
                         self.events.append(False)
-                        got.append((i, slot, version, rets, lens))
+                        got.append((i, slot, version, ended))
                     elif msg[0] == "error":
                         self.errors[i] = msg[2]
                         kind = _last_line(msg[2])
@@ -309,14 +310,14 @@ class ActorPool:
                 self._replace(i)
         return got
 
-    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
-        """The next ``n`` delivered unrolls (oldest first) as (actor, slot, version, returns, lengths),
-        waiting as long as it takes; ``on_episodes(returns, lengths)`` sees every delivery's finished
-        episodes. None when ``stop`` is set first."""
+    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[..., None]) -> Optional[list[tuple]]:
+        """The next ``n`` delivered unrolls (oldest first) as (actor, slot, version, episodes), waiting as
+        long as it takes; ``on_episodes(returns, lengths, trial_returns)`` sees every delivery's finished
+        episodes and trials. None when ``stop`` is set first."""
         while len(self.pending) < n and not stop:
             for item in self.collect(timeout=0.5):
                 self.pending.append(item)
-                on_episodes(item[3], item[4])
+                on_episodes(*item[3])
         if stop:
             return None
         return [self.pending.popleft() for _ in range(n)]

@@ -97,8 +97,7 @@ class UnrollWorker:
         if weights is not None and version != self.version:
             self.actor.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
             self.version = version
-        returns, lengths = self.actor.fill(0)
-        return {"version": version, "returns": returns, "lengths": lengths, "unroll": slot_arrays(self.actor.buf, 0),
+        return {"version": version, "episodes": self.actor.fill(0), "unroll": slot_arrays(self.actor.buf, 0),
                 "normalizers": normalizer_state(self.actor.env)}
 
     def ready(self, normalizers: list[dict]) -> dict[str, Any]:
@@ -231,10 +230,10 @@ class RayActorPool:
         self.normalizers = out["normalizers"]
         key = next(self.keys)
         self.held[key] = out["unroll"]
-        return i, key, out["version"], out["returns"], out["lengths"]
+        return i, key, out["version"], out["episodes"]
 
-    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[[list, list], None]) -> Optional[list[tuple]]:
-        """The next ``n`` delivered unrolls (oldest first) as (actor, key, version, returns, lengths),
+    def gather(self, n: int, stop: StopSignal, on_episodes: Callable[..., None]) -> Optional[list[tuple]]:
+        """The next ``n`` delivered unrolls (oldest first) as (actor, key, version, episodes) (see the mp pool),
         waiting as long as it takes; None when ``stop`` is set first."""
         while len(self.pending) < n and not stop:
             now = time.time()
@@ -251,7 +250,7 @@ class RayActorPool:
                 item = self._take(ref, *self.in_flight.pop(ref))
                 if item is not None:
                     self.pending.append(item)
-                    on_episodes(item[3], item[4])
+                    on_episodes(*item[3])
             if not self.delivered and time.time() - self.t_start > self.rc.start_timeout:
                 raise RuntimeError(self._starved())
         if stop:

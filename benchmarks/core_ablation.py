@@ -3,13 +3,15 @@ velocity with IMPALA (the defaults of CoreConfig and the table LEARNING_RATES we
 
     .venv/bin/python benchmarks/core_ablation.py --variants base softmax norm-pre --seeds 1 2 3
     .venv/bin/python benchmarks/core_ablation.py --variants lstm-lr1e-4 lstm-lr3e-4 lstm-lr1e-3 --seeds 1 2 3
+    .venv/bin/python benchmarks/core_ablation.py --variants norm-pre+lr1e-3 beta-2+lr1e-3   # combined
     .venv/bin/python benchmarks/core_ablation.py --summary results.jsonl      # the table of earlier runs
 
 Every run goes through the real command line (``srwm-rl train --algo impala``) in a fresh process with
 the same task flags (2 actors x 8 envs, batch 16, T = 32, entropy 0.001, observations normalised, width
 64, one layer) and the same budget in env steps; a run stops early when the training mean return (last
 100 episodes, sampled actions) reaches ``--target`` (475). Each variant spells out every core choice
-(``BASE``), so the results do not depend on CoreConfig's defaults at the time of the run. Reported per
+(``BASE``), so the results do not depend on CoreConfig's defaults at the time of the run; ``a+b`` applies
+variant ``a`` then ``b`` (``norm-pre+lr1e-3``). Reported per
 variant: runs that reached the target, mean env steps to it (a run that did not counts as the budget,
 shown with '>'), the training mean return at the stop and a greedy evaluation of the final checkpoint
 (32 episodes), as means over seeds with t-based 95% CIs (srwm_rl.eval.stats.mean_ci).
@@ -57,9 +59,25 @@ for _kind in ("lstm", "none", "delta"):
         VARIANTS[f"{_kind}-lr{_lr}"] = {"core.kind": _kind, "impala.learning_rate": _lr}
 
 
+def changes(variant: str) -> dict[str, str]:
+    """The options a variant changes; ``a+b`` is variant ``a`` then ``b`` (KeyError names an unknown part)."""
+    out: dict[str, str] = {}
+    for part in variant.split("+"):
+        out.update(VARIANTS[part])
+    return out
+
+
+def variant_name(text: str) -> str:
+    """argparse type: a variant name or several joined by '+', each one of VARIANTS."""
+    unknown = [p for p in text.split("+") if p not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant {unknown[0]!r}; variants: {', '.join(VARIANTS)}")
+    return text
+
+
 def flags(variant: str) -> str:
     """The command-line flags of a variant (task flags + every choice of BASE, replaced by the variant's)."""
-    opts = {**BASE, **VARIANTS[variant]}
+    opts = {**BASE, **changes(variant)}
     out = []
     for k, v in opts.items():
         if v in ("true", "false"):
@@ -82,7 +100,9 @@ def summarize(results: list[dict], budget: int) -> str:
         reached = [r for r in rs if r["reached"]]
         steps = mean_ci([r["reached"]["steps"] if r["reached"] else r["final_steps"] for r in rs])
         more = ">" if len(reached) < len(rs) else ""
-        changed = " ".join(f"{k}={v}" for k, v in VARIANTS.get(name, {}).items()) or "-"
+        changed = " ".join(f"{k}={v}" for k, v in changes(name).items()) if all(
+            p in VARIANTS for p in name.split("+")) else "?"
+        changed = changed or "-"
         lines.append(f"| {name} | {changed} | {len(rs)} | {len(reached)}/{len(rs)} | {more}{fmt(steps)} | "
                      f"{fmt(mean_ci([r['final_train_return'] for r in rs]))} | "
                      f"{fmt(mean_ci([r['eval_return'] for r in rs]))} |")
@@ -91,7 +111,8 @@ def summarize(results: list[dict], budget: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variants", nargs="+", default=["base"], choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["base"], type=variant_name,
+                    help="variant names, or several joined by '+' (applied left to right)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--budget", type=int, default=1_500_000, help="env steps per run")
     ap.add_argument("--max-seconds", type=float, default=600, help="wall-time cap per run")

@@ -2,13 +2,15 @@
 
     flock /tmp/srwm_heavy.lock .venv/bin/python benchmarks/fewshot.py            # the BENCHMARKS.md run
     .venv/bin/python benchmarks/fewshot.py --quick                                # wiring check, ~1 min
+    .venv/bin/python benchmarks/fewshot.py --cores srwm --seeds 1 2 3             # 3 seeds, 95% CIs over seeds
 
 For each setting (5-way 1-shot, 5-way 5-shot) and core: meta-train on the TRAIN glyph classes with
 ``agents.fewshot.train`` (run directories under --out, like ``srwm-rl train --algo fewshot``), best.pt
 chosen on the VAL glyph classes, then evaluate on --tasks held-out tasks from the TEST glyph classes
 and from the real scikit-learn digits (never seen in training). Every core gets the same encoder, the
 same width, the same number of updates and tasks. Writes results.json, one comparison plot per
-setting, and prints the markdown table of BENCHMARKS.md.
+setting, and prints the markdown table of BENCHMARKS.md; with several ``--seeds``, one row per run and
+a table of the means over seeds with t-based 95% CIs (``srwm_rl.eval.stats.mean_ci``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.fewshot import FewshotConfig, build_model, evaluate_run  # noqa: E402
 from agents.registry import TrainConfig, train  # noqa: E402
 from srwm_rl.eval.fewshot import plot_comparison, shot_accuracy  # noqa: E402
+from srwm_rl.eval.stats import mean_ci  # noqa: E402
 from srwm_rl.nn.cores import CoreConfig  # noqa: E402
 from srwm_rl.run.config import to_dict  # noqa: E402
 from srwm_rl.run.runlog import prepare_run_dir, write_json  # noqa: E402
@@ -33,7 +36,7 @@ CORES = ("srwm", "lstm", "delta", "fake_sr", "none")
 SETTINGS = {"5w1s": (1, 3, 2500), "5w5s": (5, 1, 2000)}
 
 
-def config(core: str, shots: int, queries: int, updates: int, args) -> TrainConfig:
+def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1) -> TrainConfig:
     f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch,
                       learning_rate=args.lr, pairing=args.pairing, encoder_features=64,
                       distortion=args.distortion, distortion_warmup=args.warmup,
@@ -43,7 +46,7 @@ def config(core: str, shots: int, queries: int, updates: int, args) -> TrainConf
     # paper's supervised variant: LayerNorm before the layer, no softmax on its input).
     c = CoreConfig(kind=core, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
                    input_softmax=args.input_softmax, norm=args.norm)
-    return TrainConfig(algo="fewshot", seed=args.seed, total_steps=steps, torch_threads=args.threads,
+    return TrainConfig(algo="fewshot", seed=seed, total_steps=steps, torch_threads=args.threads,
                        log_every=10, checkpoint_every=10**9, core=c, fewshot=f)
 
 
@@ -66,7 +69,7 @@ def main() -> int:
     p.add_argument("--pairing", default="interleave", choices=["none", "shift", "interleave"])
     p.add_argument("--tasks", type=int, default=500, help="held-out evaluation tasks per source")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="training seeds (one run each)")
     p.add_argument("--out", default="runs/bench_fewshot")
     p.add_argument("--quick", action="store_true", help="20 updates, 64 tasks: checks the wiring only")
     args = p.parse_args()
@@ -79,22 +82,23 @@ def main() -> int:
         shots, queries, _ = SETTINGS[setting]
         updates = args.updates[0] if shots == 1 else args.updates[1]
         runs = []
-        for core in args.cores:
-            cfg = config(core, shots, queries, updates, args)
-            run_dir = prepare_run_dir(out / setting / core, overwrite=True)
+        for core, seed in [(c, s) for c in args.cores for s in args.seeds]:
+            cfg = config(core, shots, queries, updates, args, seed)
+            name = core if args.seeds == [1] else f"{core}/s{seed}"
+            run_dir = prepare_run_dir(out / setting / name, overwrite=True)
             write_json(run_dir / "config.json", to_dict(cfg))
             t0, c0 = time.time(), time.process_time()
             train(cfg, run_dir, progress=False)
             wall, cpu = time.time() - t0, time.process_time() - c0
             t1, c1 = time.time(), time.process_time()
             r = evaluate_run(run_dir, ("glyphs", "digits"), args.tasks, seed=0, num_queries=args.eval_queries)
-            r.update(setting=setting, label=core, train_wall_s=wall, train_cpu_s=cpu, eval_wall_s=time.time() - t1,
+            r.update(setting=setting, label=core, seed=seed, train_wall_s=wall, train_cpu_s=cpu, eval_wall_s=time.time() - t1,
                      eval_cpu_s=time.process_time() - c1,
                      updates=updates, tasks_seen=updates * cfg.fewshot.batch_size,
                      params=sum(p.numel() for p in build_model(cfg).parameters()))
             runs.append(r)
             g, d = r["sources"]["glyphs"], r["sources"]["digits"]
-            print(f"{setting} {core:8s} train {wall:6.1f}s wall {cpu:6.1f}s CPU  glyphs q-acc {g['query_accuracy']:.3f}"
+            print(f"{setting} {core:8s} seed {seed} train {wall:6.1f}s wall {cpu:6.1f}s CPU  glyphs q-acc {g['query_accuracy']:.3f}"
                   f"±{g['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(g, 2):.3f} | digits q-acc "
                   f"{d['query_accuracy']:.3f}±{d['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(d, 2):.3f}",
                   flush=True)
@@ -103,22 +107,43 @@ def main() -> int:
         results += runs
         write_json(out / "results.json", {"args": vars(args), "results": results})
     print(markdown(results))
+    if len(args.seeds) > 1:
+        print("\n" + seed_table(results))
     cpu = sum(r["train_cpu_s"] + r["eval_cpu_s"] for r in results)
     wall = sum(r["train_wall_s"] + r["eval_wall_s"] for r in results)
     print(f"\ntotal: {cpu / 60:.1f} min CPU, {wall / 60:.1f} min wall (training + evaluation)")
     return 0
 
 
+def seed_table(results: list[dict]) -> str:
+    """Means over seeds [t-based 95% CI] of the held-out query accuracy and shot-2 accuracy, per setting and core."""
+    rows = ["| setting | core | seeds | glyphs: queries (per seed) | glyphs: shot 2 | digits: shot 1 -> shot 2 "
+            "| digits: queries |", "|---|---|---|---|---|---|---|"]
+
+    def fmt(xs: list[float]) -> str:
+        ci = mean_ci(xs)
+        return f"{ci['mean']:.3f} [{ci['ci95'][0]:.3f}, {ci['ci95'][1]:.3f}]"
+    for setting, core in dict.fromkeys((r["setting"], r["label"]) for r in results):
+        rs = [r for r in results if (r["setting"], r["label"]) == (setting, core)]
+        g = [r["sources"]["glyphs"] for r in rs]
+        d = [r["sources"]["digits"] for r in rs]
+        per_seed = ", ".join(f"{x['query_accuracy']:.3f}" for x in g)
+        rows.append(f"| {setting} | {core} | {len(rs)} | {fmt([x['query_accuracy'] for x in g])} ({per_seed}) | "
+                    f"{fmt([shot_accuracy(x, 2) for x in g])} | {fmt([shot_accuracy(x, 1) for x in d])} -> "
+                    f"{fmt([shot_accuracy(x, 2) for x in d])} | {fmt([x['query_accuracy'] for x in d])} |")
+    return "\n".join(rows)
+
+
 def markdown(results: list[dict]) -> str:
-    head = ("| setting | core | params | train CPU / wall (s) | glyphs: shot 1 | glyphs: shot 2 | glyphs: queries | "
-            "digits: shot 2 | digits: queries |\n|---|---|---|---|---|---|---|---|---|")
+    head = ("| setting | core | seed | params | train CPU / wall (s) | glyphs: shot 1 | glyphs: shot 2 | glyphs: queries | "
+            "digits: shot 2 | digits: queries |\n|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for r in results:
         g, d = r["sources"]["glyphs"], r["sources"]["digits"]
 
         def cell(s, k):
             return f"{s[k]:.3f} ± {s[k + '_ci95']:.3f}"
-        rows.append(f"| {r['setting']} | {r['label']} | {r['params']:,} | {r['train_cpu_s']:.0f} / {r['train_wall_s']:.0f} | "
+        rows.append(f"| {r['setting']} | {r['label']} | {r.get('seed', 1)} | {r['params']:,} | {r['train_cpu_s']:.0f} / {r['train_wall_s']:.0f} | "
                     f"{shot_accuracy(g, 1):.3f} | {shot_accuracy(g, 2):.3f} | {cell(g, 'query_accuracy')} | "
                     f"{shot_accuracy(d, 2):.3f} | {cell(d, 'query_accuracy')} |")
     return "\n".join(rows)

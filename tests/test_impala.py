@@ -282,3 +282,36 @@ def test_time_limit_ends_the_run_with_a_checkpoint(tmp_path):
     assert time.time() - t0 < 60 and 0 < result["global_step"] < 10**9 and result["interrupted"] is None
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["global_step"] == result["global_step"]
     _no_children_left()
+
+
+def test_actor_reports_trial_returns_with_its_episodes():
+    """With trials (K episodes on one task) the actor reports every inner episode and every finished
+    trial; here the unroll covers whole trials, so the trials hold exactly the episodes' rewards."""
+    cfg = replace(small_cfg(), env=replace(TrainConfig().env, id="srwm_rl/Bandit-v0", trial_episodes=2,
+                                           kwargs={"num_pulls": 3}),
+                  policy=PolicyConfig(mlp_hidden=(8,)))
+    env = make_env(cfg.env, cfg.policy, seed=0, num_envs=3)
+    policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    buffers = UnrollBuffers(1, 12, env.num_envs, env.observation_space, env.action_space,
+                            policy.initial_state(env.num_envs))
+    actor = Actor(policy, env, buffers, gamma=0.99)
+    actor.reset(seed=0)
+    returns, lengths, trials = actor.fill(0)
+    assert len(returns) == 4 * 3 and lengths == [3] * 12 and len(trials) == 2 * 3
+    assert sum(trials) == pytest.approx(sum(returns)) and 0 < sum(returns) <= 12 * 3
+    env.close()
+
+
+def test_impala_logs_trial_return_next_to_episode_return(tmp_path):
+    """The training curve of IMPALA has the same numbers as PPO's: episode_return per (inner) episode,
+    trial_return per trial."""
+    import csv
+    cfg = replace(small_cfg(), total_steps=4 * 4 * 2 * 8 * 3, log_every=1,
+                  env=replace(TrainConfig().env, id="srwm_rl/Bandit-v0", trial_episodes=2, kwargs={"num_pulls": 4}),
+                  policy=PolicyConfig(mlp_hidden=(8,)))
+    train(cfg, tmp_path, progress=False)
+    rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv")) if r.get("trial_return")]
+    assert rows, "no trial_return logged"
+    for r in rows:
+        assert 0 <= float(r["episode_return"]) <= 4 and 0 <= float(r["trial_return"]) <= 8
+    _no_children_left()

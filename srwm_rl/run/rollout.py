@@ -29,15 +29,15 @@ class EpisodeStats:
         self.trial_returns: deque = deque(maxlen=window)
         self.min_count = min(10, num_envs)
 
-    def add(self, returns: Iterable[float], lengths: Iterable[float]) -> None:
+    def add(self, returns: Iterable[float], lengths: Iterable[float], trials: Iterable[float] = ()) -> None:
+        """Finished episodes' returns and lengths, and finished trials' returns (see ``episodes_of``)."""
         self.returns.extend(returns)
         self.lengths.extend(lengths)
+        self.trial_returns.extend(trials)
 
     def add_info(self, info: dict[str, Any]) -> None:
         """The episodes that ended in one step of a VecEnv (its ``info`` arrays)."""
-        returns, lengths, trials = episodes_of(info)
-        self.add(returns, lengths)
-        self.trial_returns.extend(trials)
+        self.add(*episodes_of(info))
 
     @property
     def mean_trial_return(self) -> float:
