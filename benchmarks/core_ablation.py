@@ -39,7 +39,7 @@ TASK_FLAGS = ("--env.id srwm_rl/CartPoleNoVel-v0 --env.normalize_obs --no-policy
 
 # Every SRWM choice spelled out; a variant replaces some of them.
 BASE = {"core.kind": "srwm", "core.num_heads": "4", "core.input_softmax": "false", "core.norm": "none",
-        "core.beta_init": "0.0", "impala.learning_rate": "3e-4"}
+        "core.beta_init": "0.0", "core.w0_scale": "1.0", "impala.learning_rate": "3e-4"}
 
 VARIANTS: dict[str, dict[str, str]] = {
     "base": {},
@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "beta-2": {"core.beta_init": "-2.0"},
     "heads2x32": {"core.num_heads": "2"},
     "heads8x8": {"core.num_heads": "8"},
+    "w0x0.5": {"core.w0_scale": "0.5"},
+    "w0x2": {"core.w0_scale": "2.0"},
     "lr1e-4": {"impala.learning_rate": "1e-4"},
     "lr1e-3": {"impala.learning_rate": "1e-3"},
     "lr3e-3": {"impala.learning_rate": "3e-3"},

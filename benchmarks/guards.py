@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=10, help="PPO updates per run")
     args = ap.parse_args()
     cfg = from_dict(TrainConfig, merge(to_dict(TrainConfig()), get_preset(args.preset)))
-    cfg = replace(cfg, device="cpu", torch_threads=1, checkpoint_every=10**6,
+    cfg = replace(cfg, algo="ppo", device="cpu", torch_threads=1, checkpoint_every=10**6,   # PPO, whatever the preset runs
                   total_steps=args.updates * cfg.ppo.num_steps * cfg.env.num_envs)
     timed_run(replace(cfg, total_steps=cfg.ppo.num_steps * cfg.env.num_envs), True)     # warm-up
     ratios, on_s, off_s = [], [], []

@@ -3,6 +3,7 @@ final checkpoint on held-out tasks (test split) and on training tasks (train spl
 
     .venv/bin/python benchmarks/incontext_tasks.py --tasks bandit --seeds 1 2 3 --budget 1000000 --json ic.jsonl
     .venv/bin/python benchmarks/incontext_tasks.py --tasks darkroom --seeds 1 2 3 --budget 1000000 --json ic.jsonl
+    .venv/bin/python benchmarks/incontext_tasks.py --tasks bandit --cores srwm --extra "--core.norm pre" --tag norm-pre
     .venv/bin/python benchmarks/incontext_tasks.py --summary ic.jsonl          # the tables of earlier runs
 
 Each run is the real command line, ``srwm-rl train --preset TASK --algo impala --core.kind CORE --seed S
@@ -36,7 +37,7 @@ from srwm_rl.eval.stats import mean_ci  # noqa: E402
 CLI = str(Path(sys.executable).parent / "srwm-rl")
 
 
-def train(task: str, core: str, seed: int, budget: int, run_dir: Path) -> dict:
+def train(task: str, core: str, seed: int, budget: int, run_dir: Path, extra: str = "") -> dict:
     """Train one run through the CLI unless ``run_dir`` holds a finished one; its wall time and last metrics."""
     t0 = time.time()
     if not (run_dir / "done").exists():
@@ -45,6 +46,7 @@ def train(task: str, core: str, seed: int, budget: int, run_dir: Path) -> dict:
         lr = learning_rate_for("impala", core)
         if lr is not None:
             cmd += ["--impala.learning_rate", str(lr)]
+        cmd += shlex.split(extra)
         print("$", shlex.join(cmd), flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -127,6 +129,8 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/incontext", help="root of the run directories")
     ap.add_argument("--json", help="append results as JSON lines to this file")
     ap.add_argument("--summary", help="print the tables of a JSON-lines file and exit")
+    ap.add_argument("--extra", default="", help="more `srwm-rl train` flags for every run (a variant)")
+    ap.add_argument("--tag", default="", help="names the variant of --extra: core label CORE+TAG, run dirs too")
     args = ap.parse_args()
     if args.summary:
         print(summarize([json.loads(line) for line in open(args.summary) if line.strip()]))
@@ -135,10 +139,11 @@ def main() -> None:
     for task in args.tasks:
         for seed in args.seeds:
             for core in args.cores:
-                run_dir = Path(args.runs) / f"{task}-{core}-s{seed}"
-                info = train(task, core, seed, args.budget, run_dir)
+                label = f"{core}+{args.tag}" if args.tag else core
+                run_dir = Path(args.runs) / f"{task}-{label}-s{seed}"
+                info = train(task, core, seed, args.budget, run_dir, args.extra)
                 for mode in ["greedy"] + (["sampled"] if args.sample else []):
-                    rec = {"task": task, "core": core, "seed": seed, "budget": args.budget, "trials": args.trials,
+                    rec = {"task": task, "core": label, "extra": args.extra, "seed": seed, "budget": args.budget, "trials": args.trials,
                            "mode": mode, "run_dir": str(run_dir), **info,
                            **{s: evaluate_split(run_dir, s, args.trials, mode == "sampled") for s in ("test", "train")}}
                     print(json.dumps(rec), flush=True)

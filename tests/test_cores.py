@@ -157,3 +157,18 @@ def test_config_errors_name_the_field():
     assert any("core.hidden_size=10" in e for e in CoreConfig(hidden_size=10, num_heads=3).validate())
     with pytest.raises(ValueError, match="core.impl='cuda'"):
         make_core(4, CoreConfig(impl="cuda"))
+
+
+def test_w0_scale_scales_the_initial_slow_weights_only():
+    """core.w0_scale multiplies the initial W_y, W_q, W_k and w_b draws (beta_init is added after)."""
+    base, scaled = build("srwm", beta_init=-1.0), build("srwm", beta_init=-1.0, w0_scale=0.5)
+    for (name, a), (_, b) in zip(base.named_parameters(), scaled.named_parameters()):
+        if name.endswith(("W_y", "W_q", "W_k")):
+            torch.testing.assert_close(b, 0.5 * a)
+        elif name.endswith("w_b"):
+            torch.testing.assert_close(b + 1.0, 0.5 * (a + 1.0))
+        else:
+            torch.testing.assert_close(b, a)
+    assert any(n.endswith("W_q") for n, _ in base.named_parameters())
+    assert CoreConfig(w0_scale=0.0).validate() == ["core.w0_scale=0.0: must be a finite number > 0"]
+    assert "core.w0_scale=inf" in CoreConfig(w0_scale=float("inf")).validate()[0]

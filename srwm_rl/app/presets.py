@@ -39,11 +39,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
         "ppo": {"num_steps": 50, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.3, "ent_coef": 0.01},
     }),
-    "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes of 20 steps per trial", {
-        "total_steps": 3_000_000,
+    "darkroom": ("Dark Room 9x9, hidden goal, 4 episodes of 20 steps per trial, IMPALA", {
+        # IMPALA: ~14k env steps/s against PPO's ~1-3k (BENCHMARKS.md); PPO stays one flag away: --algo ppo.
+        "algo": "impala", "total_steps": 3_000_000,
         "env": {"id": "srwm_rl/DarkRoom-v0", "num_envs": 32, "trial_episodes": 4},
         "ppo": {"num_steps": 80, "learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.9, "ent_coef": 0.02},
-        # With --algo impala: the unroll covers a whole trial (4 x 20 steps); benchmarks/incontext_tasks.py.
+        # The unroll covers a whole trial (4 x 20 steps); benchmarks/incontext_tasks.py.
         "impala": {"num_actors": 2, "envs_per_actor": 16, "batch_size": 32, "unroll_length": 80,
                    "learning_rate": 1e-3, "gamma": 0.99, "entropy_cost": 0.01},
     }),

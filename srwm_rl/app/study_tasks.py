@@ -53,16 +53,15 @@ class StudyTask:
 
 # Budgets. The default grid is 3 cores x 4 tasks x 3 seeds = 36 cells, two at a time on 2 cores: under
 # 2 hours leaves ~400 s per cell, under 15 minutes (--quick) ~50 s, process start-up and evaluation
-# (~10 s) included. PPO's speed per cell with one thread, measured by a 30k-step study on this machine
-# while other jobs held the load at ~10 (BENCHMARKS.md "Study"): bandit 1,000-1,500 env steps/s,
-# Dark Room 9x9 1,100-1,350, CartPole without velocity 420-660, T-Maze 820-1,200 (SRWM the slowest);
-# an unshared core is ~3x faster. The full budgets below are sized for that (~85 min estimated, with
-# CartPole on PPO; it now runs IMPALA, whose 800k steps take ~1-2 min per cell on a quiet machine).
+# (~10 s) included. Bandit, Dark Room and CartPole run IMPALA (their presets' or the task's algorithm:
+# 5-15x PPO's env steps/s here), T-Maze PPO; BENCHMARKS.md "Study" has the measured wall times.
 STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
-    StudyTask("bandit", preset="bandit", steps=1_000_000, quick_steps=60_000, eval_trials=100, greedy=False,
-              baselines=("bandit",), note="fresh bandits (test task ids), 100 pulls each",
+    StudyTask("bandit", preset="bandit", steps=2_000_000, quick_steps=200_000, eval_trials=100, greedy=False,
+              baselines=("bandit",), learning_rates=LEARNING_RATES["impala"],
+              note="fresh bandits (test task ids), 100 pulls each",
               score="held-out return per bandit (100 pulls)"),
-    StudyTask("darkroom", preset="darkroom", steps=1_000_000, quick_steps=60_000, eval_trials=64,
+    StudyTask("darkroom", preset="darkroom", steps=2_000_000, quick_steps=200_000, eval_trials=64,
+              learning_rates=LEARNING_RATES["impala"],
               note="goals of the test task set (never trained on), 4 episodes per trial"),
     StudyTask("darkroom-small", preset="darkroom-small", steps=600_000, quick_steps=40_000, eval_trials=64,
               note="5x5 room, goals of the test task set, 4 episodes per trial"),

@@ -49,6 +49,8 @@ class CoreConfig:
     """SRWM layer norm placement: none (RL code: h + proj(y)), pre (LayerNorm on the layer input), post."""
     beta_init: float = 0.0
     """SRWM: mean of the initial w_b, i.e. the initial bias of the learning-rate logits (negative = slow)."""
+    w0_scale: float = 1.0
+    """SRWM: standard deviation of the initial slow weights W0 (W_y, W_q, W_k, w_b) in units of 1/sqrt(head size)."""
     impl: str = "auto"
     """SRWM recurrence path: auto (fastest measured on the device), pure, lean (memory-lean backward), fused (CPU kernel), triton (GPU kernel, needs the gpu extra)."""
     detach_every_step: bool = False
@@ -61,6 +63,8 @@ class CoreConfig:
         errs = []
         if self.kind not in CORES:
             errs.append(f"core.kind={self.kind!r}: must be one of {sorted(CORES)}")
+        if not 0 < self.w0_scale < float("inf"):
+            errs.append(f"core.w0_scale={self.w0_scale}: must be a finite number > 0")
         for name in ("hidden_size", "num_layers", "num_heads", "ff_mult"):
             if getattr(self, name) < 1:
                 errs.append(f"core.{name}={getattr(self, name)}: must be >= 1")
@@ -174,7 +178,8 @@ class SRWMCore(_Stacked):
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [
             SRWMLayer(cfg.hidden_size, cfg.num_heads, input_softmax=cfg.input_softmax, norm=cfg.norm,
-                      beta_init=cfg.beta_init, impl=cfg.impl, detach_every_step=cfg.detach_every_step)
+                      beta_init=cfg.beta_init, w0_scale=cfg.w0_scale, impl=cfg.impl,
+                      detach_every_step=cfg.detach_every_step)
             for _ in range(cfg.num_layers)])
 
     def introspect(self, state):

@@ -119,12 +119,13 @@ class SRWMLayer(_Residual):
     """
 
     def __init__(self, dim: int, heads: int, *, input_softmax: bool = True, norm: str = "none",
-                 beta_init: float = 0.0, impl: str = "auto", detach_every_step: bool = False):
+                 beta_init: float = 0.0, w0_scale: float = 1.0, impl: str = "auto",
+                 detach_every_step: bool = False):
         super().__init__(dim, norm)
         if dim % heads:
             raise ValueError(f"hidden size {dim} is not divisible by heads={heads}")
         self.heads, self.head_dim = heads, dim // heads
-        d, std = self.head_dim, 1.0 / math.sqrt(self.head_dim)
+        d, std = self.head_dim, w0_scale / math.sqrt(self.head_dim)
         self.W_y = nn.Parameter(torch.randn(heads, d, d) * std)
         self.W_q = nn.Parameter(torch.randn(heads, d, d) * std)
         self.W_k = nn.Parameter(torch.randn(heads, d, d) * std)
