@@ -5,19 +5,22 @@ One update, top to bottom:
      of update u comes from a generator seeded by (seed, u), so a resumed run sees the same tasks.
      With ``distortion_warmup`` the glyph deformations stay 0 for the first half of that fraction of
      training, then grow linearly to ``distortion`` (a curriculum; evaluation always uses the full value).
+     With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..num_shots by the
+     same generator (evaluation and best.pt keep num_shots).
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
      only at the task start); gradients flow through every step, SRWM self-modifications included.
   3. Cross-entropy on every prediction (``loss_on=all``) or on the queries only; Adam, gradient clip.
   4. Every ``eval_every`` updates: held-out accuracy on the VAL glyph classes (which select best.pt)
      and on the real digits; the test classes are left to ``srwm-rl fewshot-eval``.
 
-Steps (``total_steps``, ``global_step``) count examples shown: one update = batch_size x seq_len.
+Steps (``total_steps``, ``global_step``) count examples shown: one update = batch_size x seq_len (of
+that update's tasks).
 ``episode_return`` is the mean number of correct predictions per task (the RL form's return).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -49,6 +52,8 @@ class FewshotConfig:
     """K: labelled examples of each class before the queries (>= 1)."""
     num_queries: int = 1
     """Query examples of each class after the K shots (>= 0); their labels are hidden unless query_labels."""
+    vary_shots: bool = False
+    """Meta-train on tasks of K shots, K drawn per update uniformly from 1..num_shots (evaluation keeps num_shots): the matching learned cannot rely on where the shots fall in the sequence."""
     query_labels: bool = False
     """Reveal query labels at the next step too (fully sequential protocol); false: every query is exactly K-shot."""
     source: str = "glyphs"
@@ -217,9 +222,11 @@ def train(run: Run) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=f.learning_rate)
     run.track(model, optimizer, obs_space, action_space)
     per_update = f.batch_size * spec.seq_len
+    if f.vary_shots:          # the expected examples per update, for the distortion curriculum's length
+        per_update = f.batch_size * f.num_ways * ((1 + f.num_shots) / 2 + f.num_queries)
     num_updates = math.ceil(cfg.total_steps / per_update)
     select = selection_metric(cfg)
-    run.start(total=num_updates * per_update, unit="ex", curve_key=select or "accuracy",
+    run.start(total=cfg.total_steps if f.vary_shots else num_updates * per_update, unit="ex", curve_key=select or "accuracy",
               show={"loss": "loss", "acc": "accuracy"})
     last: dict[str, float] = {}
     guard = NonFiniteGuard()
@@ -229,7 +236,10 @@ def train(run: Run) -> dict[str, Any]:
             optimizer.param_groups[0]["lr"] = run.annealed(f.learning_rate)
         if f.distortion_warmup:
             source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
-        batch = sample_tasks(source, spec, f.batch_size, "train", np.random.default_rng([cfg.seed, update]))
+        rng = np.random.default_rng([cfg.seed, update])
+        shots = int(rng.integers(1, f.num_shots + 1)) if f.vary_shots else f.num_shots
+        batch = sample_tasks(source, replace(spec, num_shots=shots), f.batch_size, "train", rng)
+        shown = f.batch_size * batch.labels.shape[0]
         loss, stats = sequence_loss(model, batch, f.loss_on, device)
         optimizer.zero_grad(set_to_none=True)
         bad = nonfinite_loss(loss)
@@ -239,7 +249,7 @@ def train(run: Run) -> dict[str, Any]:
             bad = None if torch.isfinite(grad_norm) else nonfinite_grads(model) or "the gradient norm"
         if bad is not None:                      # skipped and counted; 3 in a row stop the run
             optimizer.zero_grad(set_to_none=True)
-            run.skip_nonfinite(guard, bad, per_update, hint="Try a lower --fewshot.learning_rate.")
+            run.skip_nonfinite(guard, bad, shown, hint="Try a lower --fewshot.learning_rate.")
             continue
         guard.ok()
         optimizer.step()
@@ -248,10 +258,10 @@ def train(run: Run) -> dict[str, Any]:
             raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step",
                                                      "Try a lower --fewshot.learning_rate."))
         last = {**stats, "grad_norm": float(grad_norm), "learning_rate": optimizer.param_groups[0]["lr"]}
-        evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or update + 1 == num_updates
+        evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or run.global_step + shown >= cfg.total_steps
         if evaluated:
             last.update(held_out(model, cfg))
-        run.end_update(per_update, score=last.get(select) if evaluated and select else None, metrics=last,
+        run.end_update(shown, score=last.get(select) if evaluated and select else None, metrics=last,
                        force_log=evaluated)
     return run.finish(episode_return=last.get("episode_return", math.nan),
                       accuracy=last.get("accuracy", math.nan), model=model,

@@ -39,7 +39,7 @@ SETTINGS = {"5w1s": (1, 3, 2500), "5w5s": (5, 1, 2000)}
 def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1) -> TrainConfig:
     f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch,
                       learning_rate=args.lr, pairing=args.pairing, encoder_features=64,
-                      distortion=args.distortion, distortion_warmup=args.warmup,
+                      distortion=args.distortion, distortion_warmup=args.warmup, vary_shots=args.vary_shots,
                       eval_every=max(updates // 5, 1), eval_tasks=256, eval_sources=("glyphs",))
     steps = updates * f.batch_size * f.num_ways * (f.num_shots + f.num_queries)
     # One core config for all kinds; input_softmax and norm apply to srwm and fake_sr only (the SRWM
@@ -59,6 +59,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16, help="tasks per update")
     p.add_argument("--distortion", type=float, default=0.5, help="glyph distortion (training and evaluation)")
     p.add_argument("--warmup", type=float, default=0.8, help="fewshot.distortion_warmup (curriculum)")
+    p.add_argument("--vary-shots", action="store_true", help="fewshot.vary_shots: K drawn from 1..shots per update")
     p.add_argument("--eval-queries", type=int, default=1, help="queries per class in evaluation tasks")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64)

@@ -357,3 +357,21 @@ def test_fewshot_presets_are_valid(name):
     cfg = from_dict(TrainConfig, merge(to_dict(TrainConfig()), get_preset(name)))
     assert cfg.algo == "fewshot" and cfg.validate() == []
     assert build_model(cfg).num_ways == 5
+
+
+def test_vary_shots_draws_k_per_update_and_counts_the_examples_shown(tmp_path):
+    """fewshot.vary_shots: each update's tasks have K in 1..num_shots shots (seeded by the update), the
+    step count is the examples actually shown, the run stops at total_steps, and evaluation keeps K."""
+    import csv
+
+    from agents.fewshot import load_fewshot
+    from srwm_rl.app.cli import main
+    flags = [*TINY, "--fewshot.num_shots", "3", "--fewshot.vary_shots", "--log_every", "1"]
+    assert main(["train", *flags, "--total_steps", "400", "--run_dir", str(tmp_path / "a")]) == 0
+    steps = [int(r["global_step"]) for r in csv.DictReader(open(tmp_path / "a" / "metrics.csv"))]
+    shown = np.diff([0, *steps])
+    # 4 tasks x 5 ways x (K + 1 query): 40, 60 or 80 examples per update, not the same K every time
+    assert set(shown) <= {40, 60, 80} and len(set(shown)) > 1
+    assert steps[-1] >= 400 and steps[-2] < 400
+    cfg, _, ck = load_fewshot(tmp_path / "a")
+    assert cfg.fewshot.vary_shots and cfg.fewshot.num_shots == 3 and ck["global_step"] == steps[-1]
