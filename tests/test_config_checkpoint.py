@@ -63,6 +63,9 @@ def test_saved_config_without_a_changed_default_keeps_the_old_one():
     assert from_dict(TrainConfig, saved).core.input_softmax is True
     saved["core"]["input_softmax"] = False               # a saved value always wins
     assert from_dict(TrainConfig, saved).core.input_softmax is False
+    del saved["core"]["norm"]                            # written when the default was none (before wave 3)
+    assert TrainConfig().core.norm == "pre" and from_dict(TrainConfig, saved).core.norm == "none"
+    assert parse("--preset", "srwm-paper").core.norm == "none"
 
 
 @pytest.mark.parametrize("argv,match", [

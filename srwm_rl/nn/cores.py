@@ -45,8 +45,8 @@ class CoreConfig:
     """Feed-forward block width as a multiple of hidden_size."""
     input_softmax: bool = False
     """SRWM: apply softmax (phi) to each head's input, as in the paper's RL code (preset srwm-paper); off by default: with it the self-modification barely reacts to the input and RL learned little (BENCHMARKS.md, "Defaults by measurement")."""
-    norm: str = "none"
-    """SRWM layer norm placement: none (RL code: h + proj(y)), pre (LayerNorm on the layer input), post."""
+    norm: str = "pre"
+    """SRWM / Fake SR layer norm placement: pre (LayerNorm on the layer input; default, chosen by the ablation in BENCHMARKS.md), none (the paper's RL code: h + proj(y)), post."""
     beta_init: float = 0.0
     """SRWM: mean of the initial w_b, i.e. the initial bias of the learning-rate logits (negative = slow)."""
     w0_scale: float = 1.0
