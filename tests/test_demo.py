@@ -1,0 +1,31 @@
+"""`srwm-rl demo`: the held-out curve is shown next to the same agent's curve on training tasks."""
+from __future__ import annotations
+
+import json
+
+from srwm_rl.app.demo import report
+
+
+def rows(means):
+    return [{"episode_in_trial": k, "mean": m, "ci95": (m - 0.5, m + 0.5)} for k, m in enumerate(means)]
+
+
+def test_report_puts_held_out_next_to_training_tasks_with_both_ratios():
+    text = report(rows([0.4, 0.3]), rows([1.0, 3.0]), rows([2.0, 6.0]))
+    lines = text.splitlines()
+    assert "untrained, held-out" in lines[2] and "trained, training tasks" in lines[2]
+    assert lines[3].split("|")[0].strip() == "1" and "1.00 [ 0.50,  1.50]" in lines[3] and "2.00" in lines[3]
+    assert "last / first episode = 3.00 (adapts within the trial)" in text
+    assert "training-task last episode = 0.50" in text
+    flat = report(rows([0.0]), rows([0.0, 0.0]), rows([0.0, 0.0]))
+    assert "= n/a (no in-context improvement yet)" in flat
+
+
+def test_demo_command_runs_end_to_end(tmp_path, capsys):
+    from srwm_rl.app.cli import main
+    assert main(["demo", "--run_dir", str(tmp_path / "demo"), "--total_steps", "1536", "--no_progress"]) == 0
+    out = capsys.readouterr().out
+    assert "trained, training tasks" in out and "held-out last episode / training-task last episode" in out
+    saved = json.loads((tmp_path / "demo" / "adaptation.json").read_text())
+    assert set(saved) == {"untrained", "trained", "trained_training_tasks"} and len(saved["trained"]) == 4
+    assert (tmp_path / "demo" / "adaptation.png").exists()
