@@ -226,8 +226,8 @@ def train(run: Run) -> dict[str, Any]:
         per_update = f.batch_size * f.num_ways * ((1 + f.num_shots) / 2 + f.num_queries)
     num_updates = math.ceil(cfg.total_steps / per_update)
     select = selection_metric(cfg)
-    run.start(total=cfg.total_steps if f.vary_shots else num_updates * per_update, unit="ex", curve_key=select or "accuracy",
-              show={"loss": "loss", "acc": "accuracy"})
+    run.start(total=cfg.total_steps if f.vary_shots else num_updates * per_update, unit="ex",
+              curve_key=select or "accuracy", show={"loss": "loss", "acc": "accuracy"})
     last: dict[str, float] = {}
     guard = NonFiniteGuard()
     while not run.done:
@@ -258,7 +258,8 @@ def train(run: Run) -> dict[str, Any]:
             raise NonFiniteError(run.failure_message(f"{bad} after the optimiser step",
                                                      "Try a lower --fewshot.learning_rate."))
         last = {**stats, "grad_norm": float(grad_norm), "learning_rate": optimizer.param_groups[0]["lr"]}
-        evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or run.global_step + shown >= cfg.total_steps
+        last_update = run.global_step + shown >= cfg.total_steps
+        evaluated = bool(f.eval_every and (update + 1) % f.eval_every == 0) or last_update
         if evaluated:
             last.update(held_out(model, cfg))
         run.end_update(shown, score=last.get(select) if evaluated and select else None, metrics=last,

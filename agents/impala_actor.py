@@ -9,8 +9,9 @@ Data flow (one learner process, ``num_actors`` actor processes):
   Every actor owns a fixed set of slots; a slot is either free (the actor may write it) or full
   (its index is on its way to, or held by, the learner).
 * One duplex pipe per actor: the learner sends the index of a free slot, the actor answers with
-  ``("unroll", slot, weights_version, (episode_returns, episode_lengths, trial_returns), normalizers)``. Per-actor pipes (no shared
-  queue) mean that an actor killed at any moment cannot leave a lock held for the others.
+  ``("unroll", slot, weights_version, (episode_returns, episode_lengths, trial_returns), normalizers)``.
+  Per-actor pipes (no shared queue) mean that an actor killed at any moment cannot leave a lock held
+  for the others.
 * ``SharedWeights``: the learner's state dict in shared memory behind a sequence lock; an actor
   copies it at the start of each unroll when the version moved, so one unroll uses one policy.
 * Failures: an actor whose environment raises (or returns a non-finite observation or reward) sends
