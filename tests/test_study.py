@@ -266,7 +266,7 @@ def test_report_from_a_prepared_results_csv(tmp_path):
     lines = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| darkroom") or
              line.startswith("| bandit")}
     assert lines["| darkroom"].endswith("| srwm |")                           # CIs separate
-    assert lines["| bandit"].endswith("| none (CIs overlap) |")               # identical cores
+    assert lines["| bandit"].endswith("| no core (CIs overlap) |")            # identical cores
     assert "| srwm | train | 0.60 [0.60, 0.60] |" in md                       # train next to held-out
     for name in ("Thompson sampling", "UCB1", "random"):
         assert f"| {name} |" in md

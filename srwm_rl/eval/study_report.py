@@ -79,7 +79,7 @@ def _styles(curves: dict[str, list], cores: Sequence[str]) -> dict[str, dict[str
 def _why_none(scores: dict[str, dict[str, Any]]) -> str:
     if len(scores) < 2:
         return "- (one core)"
-    return "- (fewer than 2 seeds)" if any(s["n"] < 2 for s in scores.values()) else "none (CIs overlap)"
+    return "- (fewer than 2 seeds)" if any(s["n"] < 2 for s in scores.values()) else "no core (CIs overlap)"
 
 
 def _fmt(ci: dict[str, Any], nd: int = 2) -> str:
