@@ -62,7 +62,7 @@ def test_ray_unrolls_equal_the_mp_actors_unrolls():
     try:
         pool.start()
         for slot in range(3):
-            items = pool.gather(1, stop=False, on_episodes=lambda r, n: None)
+            items = pool.gather(1, stop=False, on_episodes=lambda r, n, t: None)
             got = pool.batch(items, "cpu")
             local.fill(slot)
             want = buf.batch([slot], "cpu")
@@ -179,7 +179,7 @@ def test_actors_the_cluster_cannot_place_stop_the_run_naming_what_is_missing():
     try:
         pool.start()
         with pytest.raises(RuntimeError, match=r"(?s)within ray.start_timeout=1.0 s.*'gpu_box': 1.*the cluster has"):
-            pool.gather(1, stop=False, on_episodes=lambda r, n: None)
+            pool.gather(1, stop=False, on_episodes=lambda r, n, t: None)
     finally:
         pool.close()
 
