@@ -143,7 +143,8 @@ def main() -> None:
                 run_dir = Path(args.runs) / f"{task}-{label}-s{seed}"
                 info = train(task, core, seed, args.budget, run_dir, args.extra)
                 for mode in ["greedy"] + (["sampled"] if args.sample else []):
-                    rec = {"task": task, "core": label, "extra": args.extra, "seed": seed, "budget": args.budget, "trials": args.trials,
+                    rec = {"task": task, "core": label, "extra": args.extra, "seed": seed, "budget": args.budget,
+                           "trials": args.trials,
                            "mode": mode, "run_dir": str(run_dir), **info,
                            **{s: evaluate_split(run_dir, s, args.trials, mode == "sampled") for s in ("test", "train")}}
                     print(json.dumps(rec), flush=True)
