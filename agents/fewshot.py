@@ -38,6 +38,7 @@ from srwm_rl.run.checkpoint import CheckpointError, load_checkpoint
 from srwm_rl.run.config import RunConfig
 from srwm_rl.run.guards import NonFiniteError, NonFiniteGuard, nonfinite_grads, nonfinite_loss, nonfinite_params
 from srwm_rl.run.harness import Run
+from srwm_rl.run.optim import adam
 
 EVAL_SEED = 20_220_205          # fixed evaluation tasks, so successive evaluations are comparable
 
@@ -219,7 +220,7 @@ def train(run: Run) -> dict[str, Any]:
     obs_space, action_space = task_spaces(f.num_ways)
     run.set_threads(obs_space)
     model = build_model(cfg, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=f.learning_rate)
+    optimizer = adam(model.parameters(), lr=f.learning_rate)
     run.track(model, optimizer, obs_space, action_space)
     per_update = f.batch_size * spec.seq_len
     if f.vary_shots:          # the expected examples per update, for the distortion curriculum's length

@@ -59,6 +59,7 @@ from srwm_rl.run.environment import make_env
 from srwm_rl.run.guards import (NonFiniteError, NonFiniteGuard, nonfinite_data, nonfinite_grads, nonfinite_loss,
                                 nonfinite_params)
 from srwm_rl.run.harness import Run
+from srwm_rl.run.optim import rmsprop
 from srwm_rl.run.rollout import EpisodeStats
 
 
@@ -230,8 +231,8 @@ def train(run: Run) -> dict[str, Any]:
     obs_space, action_space = observation_spaces(cfg)
     run.set_threads(obs_space)
     policy = build_policy(cfg, obs_space, action_space, device)
-    optimizer = torch.optim.RMSprop(policy.parameters(), lr=ic.learning_rate, alpha=ic.rmsprop_alpha,
-                                    eps=ic.rmsprop_eps, momentum=ic.rmsprop_momentum)
+    optimizer = rmsprop(policy.parameters(), lr=ic.learning_rate, alpha=ic.rmsprop_alpha,
+                        eps=ic.rmsprop_eps, momentum=ic.rmsprop_momentum)
     T, E = ic.unroll_length, ic.envs_per_actor
     batch_slots, steps_per_batch = ic.batch_size // E, T * ic.batch_size
     run.track(policy, optimizer, obs_space, action_space, normalizers=lambda: pool.normalizers)

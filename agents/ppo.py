@@ -42,6 +42,7 @@ from srwm_rl.run.environment import make_env, normalizer_state
 from srwm_rl.run.guards import (NonFiniteError, NonFiniteGuard, nonfinite_data, nonfinite_grads, nonfinite_loss,
                                 nonfinite_params)
 from srwm_rl.run.harness import Run, StopSignal
+from srwm_rl.run.optim import adam
 from srwm_rl.run.rollout import EpisodeStats, bootstrap_truncated
 
 
@@ -167,7 +168,7 @@ def train(run: Run) -> dict[str, Any]:
     env = make_env(cfg.env, cfg.policy, cfg.seed, discount=p.gamma)
     run.set_threads(env.observation_space)
     policy = build_policy(cfg, env.observation_space, env.action_space, device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
+    optimizer = adam(policy.parameters(), lr=p.learning_rate, eps=1e-5)
     T, N = p.num_steps, env.num_envs
     episodes = EpisodeStats(N)
     carry: dict[str, Any] = {}                 # what the loop carries between updates (exact resume)
@@ -247,6 +248,15 @@ _HINT = ("If the environment produced it, fix the environment (or clip its rewar
          "otherwise try a lower --ppo.learning_rate or a smaller --ppo.max_grad_norm.")
 
 
+def minibatches(num_envs: int, num_minibatches: int, device) -> list[torch.Tensor] | list[slice]:
+    """One epoch's minibatches: a random split of the environments into ``num_minibatches`` index sets,
+    or the whole batch as a slice when there is one (every loss term is a mean, so the order of the
+    environments does not matter, and a slice selects without copying the rollout)."""
+    if num_minibatches == 1:
+        return [slice(None)]
+    return list(torch.randperm(num_envs, device=device).view(num_minibatches, -1))
+
+
 def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) -> tuple[dict[str, float], Optional[str]]:
     """Steps 3-4: ``update_epochs`` passes of minibatches of whole environments' sequences. Returns the
     statistics and None, or, at the first minibatch whose loss or gradients are non-finite (its step is
@@ -255,7 +265,7 @@ def optimise(policy, optimizer, buf: Rollout, state0, adv, ret, p: PPOConfig) ->
     sums: dict[str, list[torch.Tensor]] = {k: [] for k in ("loss/policy", "loss/value", "loss/entropy", "approx_kl",
                                                     "clip_frac", "grad_norm")}
     for _ in range(p.update_epochs):
-        for mb in torch.randperm(N, device=buf.first.device).view(p.num_minibatches, -1):
+        for mb in minibatches(N, p.num_minibatches, buf.first.device):
             dist, value, _ = policy(tree_map(lambda v: v[:, mb], buf.obs), select_state(state0, mb), buf.first[:, mb])
             logp = dist.log_prob(buf.actions[:, mb])
             mb_adv = adv[:, mb]

@@ -37,7 +37,7 @@ SETTINGS = {"5w1s": (1, 3, 2500), "5w5s": (5, 1, 2000)}
 
 
 def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1) -> TrainConfig:
-    f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch,
+    f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch, loss_on=args.loss_on,
                       learning_rate=args.lr, pairing=args.pairing, encoder_features=64,
                       distortion=args.distortion, distortion_warmup=args.warmup, vary_shots=args.vary_shots,
                       eval_every=max(updates // 5, 1), eval_tasks=256, eval_sources=("glyphs",))
@@ -61,6 +61,9 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=0.8, help="fewshot.distortion_warmup (curriculum)")
     p.add_argument("--vary-shots", action="store_true", help="fewshot.vary_shots: K drawn from 1..shots per update")
     p.add_argument("--eval-queries", type=int, default=1, help="queries per class in evaluation tasks")
+    p.add_argument("--train-queries", nargs=2, type=int, metavar=("Q_1SHOT", "Q_5SHOT"), default=None,
+                   help="queries per class in training tasks (default: 3 for 5w1s, 1 for 5w5s)")
+    p.add_argument("--loss-on", default="all", choices=["all", "queries"], help="fewshot.loss_on")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=1)
@@ -81,6 +84,8 @@ def main() -> int:
     results = []
     for setting in args.settings:
         shots, queries, _ = SETTINGS[setting]
+        if args.train_queries:
+            queries = args.train_queries[0] if shots == 1 else args.train_queries[1]
         updates = args.updates[0] if shots == 1 else args.updates[1]
         runs = []
         for core, seed in [(c, s) for c in args.cores for s in args.seeds]:

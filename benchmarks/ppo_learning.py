@@ -1,6 +1,6 @@
 """Learning benchmarks of recurrent PPO. Prints numbers; the thresholds are targets, not tests.
 
-    .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20]
+    .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20] [--lr R] [--epochs E]
         SRWM-PPO, LSTM-PPO and sb3-contrib RecurrentPPO (MlpLstmPolicy, rl-zoo's settings for this task)
         on CartPole without velocity: env steps and wall time until the mean return of 20 greedy
         evaluation episodes reaches 475 (evaluated every --eval-every steps).
@@ -47,9 +47,13 @@ def eval_env(cfg: TrainConfig, norm_states, n: int, seed: int, **overrides):
 
 # ---- CartPole without velocity -------------------------------------------------------------------
 
-def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every: int) -> dict:
-    cfg = preset_config("cartpole-novel", seed=seed, total_steps=budget, time_limit=minutes * 60,
-                        core=replace(preset_config("cartpole-novel").core, kind=core), checkpoint_every=10**9)
+def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every: int,
+                  lr: float | None = None, epochs: int | None = None) -> dict:
+    base = preset_config("cartpole-novel")
+    ppo = replace(base.ppo, learning_rate=lr or base.ppo.learning_rate,
+                  update_epochs=epochs or base.ppo.update_epochs)
+    cfg = replace(base, seed=seed, total_steps=budget, time_limit=minutes * 60, ppo=ppo,
+                  core=replace(base.core, kind=core), checkpoint_every=10**9)
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-cp-{core}-"))
     (run_dir / "checkpoints").mkdir()
     t0, hit, last = time.time(), {}, [0]
@@ -71,8 +75,8 @@ def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every:
         return False
 
     res = train(cfg, run_dir, progress=False, callback=on_update)
-    return {"algo": f"{core}-ppo", "seed": seed, "reached": "steps" in hit, **hit,
-            "total_steps": res["global_step"], "wall_s": time.time() - t0}
+    return {"algo": f"{core}-ppo", "seed": seed, "lr": ppo.learning_rate, "epochs": ppo.update_epochs,
+            "reached": "steps" in hit, **hit, "total_steps": res["global_step"], "wall_s": time.time() - t0}
 
 
 def cartpole_sb3(seed: int, budget: int, minutes: float, eval_every: int) -> dict:
@@ -179,7 +183,7 @@ def cartpole(args) -> list[dict]:
     rows = []
     for seed in args.seeds:
         for core in args.cores:
-            rows.append(cartpole_ours(core, seed, args.budget, args.minutes, args.eval_every))
+            rows.append(cartpole_ours(core, seed, args.budget, args.minutes, args.eval_every, args.lr, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
         if not args.skip_sb3:
             rows.append(cartpole_sb3(seed, args.budget, args.minutes, args.eval_every))
@@ -198,6 +202,8 @@ def main() -> None:
     p.add_argument("--preset", default="darkroom-small")
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="cartpole: ppo.learning_rate (default: the preset's 1e-3)")
+    p.add_argument("--epochs", type=int, default=None, help="cartpole: ppo.update_epochs (default: the preset's 20)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

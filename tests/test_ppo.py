@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.ppo import PPOConfig, Rollout, collect, optimise
+from agents.ppo import PPOConfig, Rollout, collect, minibatches, optimise
 from agents.registry import TrainConfig
 from envs.testing import CountingEnv
 from srwm_rl.app.cli import main
@@ -93,6 +93,33 @@ def test_states_and_observations_thread_across_rollouts_and_minibatches(counting
             seen[:, mb_rows] = counts
         assert torch.equal(seen, rollout_counts)
         k += T
+
+
+def test_minibatches_split_the_environments_and_one_minibatch_is_the_whole_batch(monkeypatch):
+    for k in (2, 4):
+        parts = minibatches(8, k, "cpu")
+        assert len(parts) == k and sorted(torch.cat(parts).tolist()) == list(range(8))
+    assert minibatches(8, 1, "cpu") == [slice(None)]
+    # One minibatch as a slice (no copy) takes the same step as the same batch in a shuffled order.
+    env = CountingEnv([3, 5, 7, 4, 6, 2])
+    cfg = TrainConfig(env=EnvConfig(num_envs=6), policy=PolicyConfig(prev_action=False, prev_reward=False),
+                      core=CoreConfig(hidden_size=16, num_heads=2, num_layers=1),
+                      ppo=PPOConfig(num_steps=8, num_minibatches=1, update_epochs=2))
+    after = []
+    for order in (None, torch.tensor([4, 1, 5, 0, 3, 2])):
+        torch.manual_seed(0)
+        policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        buf = Rollout(8, 6, obs_to_torch(env.reset(seed=0), "cpu"), env.action_space.shape, "cpu")
+        state0 = policy.initial_state(6)
+        collect(policy, env, buf, obs_to_torch(env.reset(seed=0), "cpu"), torch.as_tensor(env.first), state0, 0.99)
+        adv = torch.linspace(-1, 1, 48).view(8, 6)
+        if order is not None:
+            monkeypatch.setattr("agents.ppo.minibatches", lambda n, k, device: [order])
+        stats, bad = optimise(policy, opt, buf, state0, adv, adv, cfg.ppo)
+        assert bad is None
+        after.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
+    torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-6)
 
 
 def _minibatch_rows(buf, logs):

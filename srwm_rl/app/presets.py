@@ -70,8 +70,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "env": {"id": "srwm_rl/CartPoleNoVel-v0", "num_envs": 8, "normalize_obs": True},
         "policy": {"prev_action": False, "prev_reward": False},
         "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1},
-        # rl-baselines3-zoo's tuned RecurrentPPO settings for this task, with whole-sequence minibatches.
-        "ppo": {"num_steps": 32, "learning_rate": 1e-3, "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.0,
+        # rl-baselines3-zoo's tuned RecurrentPPO settings for this task, with whole-sequence minibatches,
+        # except the rate: 3e-4 was the best of 1e-4 / 3e-4 / 1e-3 / 3e-3 x 3 seeds for both SRWM and LSTM
+        # (rl-zoo's 1e-3: SRWM 0/3 seeds at 475 in 500k; BENCHMARKS.md, "PPO learning rate per core").
+        "ppo": {"num_steps": 32, "learning_rate": 3e-4, "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.0,
                 "num_minibatches": 1, "update_epochs": 20},
         # With --algo impala: the setting of benchmarks/core_ablation.py (~10x PPO's env steps/s); lr 1e-3
         # was the best of 3e-4 / 1e-3 / 3e-3 for SRWM and LSTM (BENCHMARKS.md, "Defaults by measurement").
@@ -125,12 +127,16 @@ def get_preset(name: str) -> dict[str, Any]:
 
 
 # Learning rate per algorithm and core kind, for comparisons that give every core its own rate (the study).
-# Measured on CartPole without velocity (benchmarks/core_ablation.py, 3e-4 / 1e-3 / 3e-3 x 3 seeds at
-# 800k env steps; BENCHMARKS.md, "Defaults by measurement"): the rate with the fewest env steps to a
-# training mean of 475. A core or algorithm without an entry keeps the preset's / algorithm's rate (the
-# feed-forward core and the Delta Net were not swept; PPO not at all).
+# Measured on CartPole without velocity, the rate with the fewest env steps to 475 (BENCHMARKS.md):
+#   impala: benchmarks/core_ablation.py, 3e-4 / 1e-3 / 3e-3 x 3 seeds at 800k env steps, training mean
+#           ("Defaults by measurement");
+#   ppo:    benchmarks/ppo_learning.py --lr, 1e-4 / 3e-4 / 1e-3 / 3e-3 x 3 seeds at 500k env steps, greedy
+#           evaluation ("PPO learning rate per core").
+# A core or algorithm without an entry keeps the preset's / algorithm's rate (the feed-forward core and
+# the Delta Net were not swept).
 LEARNING_RATES: dict[str, dict[str, float]] = {
     "impala": {"srwm": 1e-3, "lstm": 1e-3},
+    "ppo": {"srwm": 3e-4, "lstm": 3e-4},
 }
 
 
