@@ -129,13 +129,13 @@ def get_preset(name: str) -> dict[str, Any]:
 # Learning rate per algorithm and core kind, for comparisons that give every core its own rate (the study).
 # Measured on CartPole without velocity, the rate with the fewest env steps to 475 (BENCHMARKS.md):
 #   impala: benchmarks/core_ablation.py, 3e-4 / 1e-3 / 3e-3 x 3 seeds at 800k env steps, training mean
-#           ("Defaults by measurement");
+#           ("Defaults by measurement"; the Delta Net in "Wave 4: the Delta Net's rate");
 #   ppo:    benchmarks/ppo_learning.py --lr, 1e-4 / 3e-4 / 1e-3 / 3e-3 x 3 seeds at 500k env steps, greedy
 #           evaluation ("PPO learning rate per core").
-# A core or algorithm without an entry keeps the preset's / algorithm's rate (the feed-forward core and
-# the Delta Net were not swept).
+# A core or algorithm without an entry keeps the preset's / algorithm's rate (the feed-forward core was
+# not swept: it cannot solve this task, so it has no rate that does).
 LEARNING_RATES: dict[str, dict[str, float]] = {
-    "impala": {"srwm": 1e-3, "lstm": 1e-3},
+    "impala": {"srwm": 1e-3, "lstm": 1e-3, "delta": 1e-3},
     "ppo": {"srwm": 3e-4, "lstm": 3e-4},
 }
 
