@@ -1,6 +1,7 @@
 """Recurrent PPO: states and observations are threaded correctly across rollouts and minibatches
 (a counting core on a counting environment), checkpoints round-trip, and the CLI end to end."""
 import json
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -120,6 +121,29 @@ def test_minibatches_split_the_environments_and_one_minibatch_is_the_whole_batch
         assert bad is None
         after.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
     torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-6)
+
+
+def test_target_kl_stops_the_epochs_of_an_update():
+    env = CountingEnv([3, 5, 7, 4])
+    cfg = TrainConfig(env=EnvConfig(num_envs=4), policy=PolicyConfig(prev_action=False, prev_reward=False),
+                      core=CoreConfig(hidden_size=16, num_heads=2, num_layers=1),
+                      ppo=PPOConfig(num_steps=8, num_minibatches=2, update_epochs=5))
+    passes = {}
+    for target_kl in (0.0, 1e-12):
+        torch.manual_seed(0)
+        policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        buf = Rollout(8, 4, obs_to_torch(env.reset(seed=0), "cpu"), env.action_space.shape, "cpu")
+        state0 = policy.initial_state(4)
+        collect(policy, env, buf, obs_to_torch(env.reset(seed=0), "cpu"), torch.as_tensor(env.first), state0, 0.99)
+        calls = []
+        policy.register_forward_hook(lambda *_: calls.append(1))
+        adv = torch.linspace(-1, 1, 32).view(8, 4)
+        _, bad = optimise(policy, opt, buf, state0, adv, adv, replace(cfg.ppo, target_kl=target_kl))
+        assert bad is None
+        passes[target_kl] = len(calls)
+    # every epoch (5 x 2 minibatches) without a target; a KL above any tiny target after the first epoch
+    assert passes == {0.0: 10, 1e-12: 2}
 
 
 def _minibatch_rows(buf, logs):
