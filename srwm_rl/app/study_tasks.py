@@ -53,8 +53,8 @@ class StudyTask:
 
 # Budgets. The default grid is 3 cores x 4 tasks x 3 seeds = 36 cells, two at a time on 2 cores: under
 # 2 hours leaves ~400 s per cell, under 15 minutes (--quick) ~50 s, process start-up and evaluation
-# (~10 s) included. Bandit, Dark Room and CartPole run IMPALA (their presets' or the task's algorithm:
-# 5-15x PPO's env steps/s here), T-Maze PPO; BENCHMARKS.md "Study" has the measured wall times.
+# (~10 s) included. Bandit and Dark Room run IMPALA (their presets' algorithm: 5-15x PPO's env steps/s
+# here), CartPole and T-Maze PPO (fewer env steps suffice); BENCHMARKS.md "Study" has the measured times.
 STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
     StudyTask("bandit", preset="bandit", steps=2_000_000, quick_steps=200_000, eval_trials=100, greedy=False,
               baselines=("bandit",), learning_rates=LEARNING_RATES["impala"],
