@@ -1,7 +1,6 @@
 """Recurrent PPO: states and observations are threaded correctly across rollouts and minibatches
 (a counting core on a counting environment), checkpoints round-trip, and the CLI end to end."""
 import json
-from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -96,50 +95,48 @@ def test_states_and_observations_thread_across_rollouts_and_minibatches(counting
         k += T
 
 
+def _one_rollout(lengths: list[int], ppo: PPOConfig):
+    """A fresh small SRWM policy, its Adam, and one collected rollout of CountingEnv(lengths) (seeded)."""
+    env = CountingEnv(lengths)
+    n = len(lengths)
+    cfg = TrainConfig(env=EnvConfig(num_envs=n), policy=PolicyConfig(prev_action=False, prev_reward=False),
+                      core=CoreConfig(hidden_size=16, num_heads=2, num_layers=1), ppo=ppo)
+    torch.manual_seed(0)
+    policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    buf = Rollout(ppo.num_steps, n, obs_to_torch(env.reset(seed=0), "cpu"), env.action_space.shape, "cpu")
+    state0 = policy.initial_state(n)
+    collect(policy, env, buf, obs_to_torch(env.reset(seed=0), "cpu"), torch.as_tensor(env.first), state0, 0.99)
+    adv = torch.linspace(-1, 1, ppo.num_steps * n).view(ppo.num_steps, n)
+    return policy, opt, buf, state0, adv
+
+
 def test_minibatches_split_the_environments_and_one_minibatch_is_the_whole_batch(monkeypatch):
     for k in (2, 4):
         parts = minibatches(8, k, "cpu")
         assert len(parts) == k and sorted(torch.cat(parts).tolist()) == list(range(8))
     assert minibatches(8, 1, "cpu") == [slice(None)]
     # One minibatch as a slice (no copy) takes the same step as the same batch in a shuffled order.
-    env = CountingEnv([3, 5, 7, 4, 6, 2])
-    cfg = TrainConfig(env=EnvConfig(num_envs=6), policy=PolicyConfig(prev_action=False, prev_reward=False),
-                      core=CoreConfig(hidden_size=16, num_heads=2, num_layers=1),
-                      ppo=PPOConfig(num_steps=8, num_minibatches=1, update_epochs=2))
+    ppo = PPOConfig(num_steps=8, num_minibatches=1, update_epochs=2)
     after = []
     for order in (None, torch.tensor([4, 1, 5, 0, 3, 2])):
-        torch.manual_seed(0)
-        policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
-        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
-        buf = Rollout(8, 6, obs_to_torch(env.reset(seed=0), "cpu"), env.action_space.shape, "cpu")
-        state0 = policy.initial_state(6)
-        collect(policy, env, buf, obs_to_torch(env.reset(seed=0), "cpu"), torch.as_tensor(env.first), state0, 0.99)
-        adv = torch.linspace(-1, 1, 48).view(8, 6)
+        policy, opt, buf, state0, adv = _one_rollout([3, 5, 7, 4, 6, 2], ppo)
         if order is not None:
             monkeypatch.setattr("agents.ppo.minibatches", lambda n, k, device: [order])
-        stats, bad = optimise(policy, opt, buf, state0, adv, adv, cfg.ppo)
+        _, bad = optimise(policy, opt, buf, state0, adv, adv, ppo)
         assert bad is None
         after.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
     torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-6)
 
 
 def test_target_kl_stops_the_epochs_of_an_update():
-    env = CountingEnv([3, 5, 7, 4])
-    cfg = TrainConfig(env=EnvConfig(num_envs=4), policy=PolicyConfig(prev_action=False, prev_reward=False),
-                      core=CoreConfig(hidden_size=16, num_heads=2, num_layers=1),
-                      ppo=PPOConfig(num_steps=8, num_minibatches=2, update_epochs=5))
     passes = {}
     for target_kl in (0.0, 1e-12):
-        torch.manual_seed(0)
-        policy = build_policy(cfg, env.observation_space, env.action_space, "cpu")
-        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
-        buf = Rollout(8, 4, obs_to_torch(env.reset(seed=0), "cpu"), env.action_space.shape, "cpu")
-        state0 = policy.initial_state(4)
-        collect(policy, env, buf, obs_to_torch(env.reset(seed=0), "cpu"), torch.as_tensor(env.first), state0, 0.99)
+        ppo = PPOConfig(num_steps=8, num_minibatches=2, update_epochs=5, target_kl=target_kl)
+        policy, opt, buf, state0, adv = _one_rollout([3, 5, 7, 4], ppo)
         calls = []
         policy.register_forward_hook(lambda *_: calls.append(1))
-        adv = torch.linspace(-1, 1, 32).view(8, 4)
-        _, bad = optimise(policy, opt, buf, state0, adv, adv, replace(cfg.ppo, target_kl=target_kl))
+        _, bad = optimise(policy, opt, buf, state0, adv, adv, ppo)
         assert bad is None
         passes[target_kl] = len(calls)
     # every epoch (5 x 2 minibatches) without a target; a KL above any tiny target after the first epoch
