@@ -1,6 +1,7 @@
 """Learning benchmarks of recurrent PPO. Prints numbers; the thresholds are targets, not tests.
 
-    .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20] [--lr R] [--epochs E]
+    .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20]
+        [--lr R] [--epochs E]
         SRWM-PPO, LSTM-PPO and sb3-contrib RecurrentPPO (MlpLstmPolicy, rl-zoo's settings for this task)
         on CartPole without velocity: env steps and wall time until the mean return of 20 greedy
         evaluation episodes reaches 475 (evaluated every --eval-every steps).
@@ -202,8 +203,8 @@ def main() -> None:
     p.add_argument("--preset", default="darkroom-small")
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--lr", type=float, default=None, help="cartpole: ppo.learning_rate (default: the preset's 1e-3)")
-    p.add_argument("--epochs", type=int, default=None, help="cartpole: ppo.update_epochs (default: the preset's 20)")
+    p.add_argument("--lr", type=float, default=None, help="cartpole: ppo.learning_rate (default: the preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="cartpole: ppo.update_epochs (default: the preset's)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

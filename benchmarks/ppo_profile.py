@@ -71,8 +71,10 @@ def profile_core(core: str, preset: str, updates: int, top: int, optimizer: str 
     finally:
         ppo.collect, ppo.optimise, ppo.adam = collect, optimise, shipped_adam
     r, u = rollout[WARMUP:updates], update[WARMUP:updates]
-    row = {"core": core, "optimizer": optimizer, "updates": len(u), "rollout_ms": 1e3 * sum(r) / len(r), "update_ms": 1e3 * sum(u) / len(u)}
-    print(f"\n{core}, {optimizer} Adam: rollout {row['rollout_ms']:.1f} ms, update {row['update_ms']:.1f} ms per update "
+    row = {"core": core, "optimizer": optimizer, "updates": len(u), "rollout_ms": 1e3 * sum(r) / len(r),
+           "update_ms": 1e3 * sum(u) / len(u)}
+    print(f"\n{core}, {optimizer} Adam: rollout {row['rollout_ms']:.1f} ms, update {row['update_ms']:.1f} ms "
+          f"per update "
           f"({per_update} env steps, {base.ppo.update_epochs} epochs x {base.ppo.num_minibatches} minibatches); "
           f"update / rollout = {row['update_ms'] / row['rollout_ms']:.2f}")
     print(f"torch.profiler, one update ({base.ppo.update_epochs} epochs), operators by self CPU time:")

@@ -133,7 +133,7 @@ def get_preset(name: str) -> dict[str, Any]:
 # Learning rate per algorithm and core kind, for comparisons that give every core its own rate (the study).
 # Measured on CartPole without velocity, the rate with the fewest env steps to 475 (BENCHMARKS.md):
 #   impala: benchmarks/core_ablation.py, 3e-4 / 1e-3 / 3e-3 x 3 seeds at 800k env steps, training mean
-#           ("Defaults by measurement"; the Delta Net in "Wave 4: the Delta Net's rate");
+#           ("Defaults by measurement"; the Delta Net in "Wave 4: the Delta Net's IMPALA rate");
 #   ppo:    benchmarks/ppo_learning.py --lr, 1e-4 / 3e-4 / 1e-3 / 3e-3 x 3 seeds at 500k env steps, greedy
 #           evaluation ("PPO learning rate per core").
 # A core or algorithm without an entry keeps the preset's / algorithm's rate (the feed-forward core was

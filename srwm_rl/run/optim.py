@@ -2,8 +2,9 @@
 
 PyTorch's default Adam and RMSprop on CPU parameters loop over the parameter tensors in Python, a
 few small operators per tensor; for the small networks of RL that loop cost ~20% of a PPO update
-(benchmarks/ppo_profile.py, BENCHMARKS.md "Recurrent PPO: where the update's time goes"). Adam has a
-fused kernel on CPU and CUDA (one call for all tensors), RMSprop a multi-tensor (``foreach``) one.
+(benchmarks/ppo_profile.py; BENCHMARKS.md "Wave 4: recurrent PPO, where the update's time goes").
+Adam has a fused kernel on CPU and CUDA (one call for all tensors), RMSprop a multi-tensor
+(``foreach``) one.
 The maths is the same update rule; results agree with the loop to float32 rounding (tests/test_optim.py).
 """
 from __future__ import annotations
