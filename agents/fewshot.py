@@ -5,8 +5,11 @@ One update, top to bottom:
      of update u comes from a generator seeded by (seed, u), so a resumed run sees the same tasks.
      With ``distortion_warmup`` the glyph deformations stay 0 for the first half of that fraction of
      training, then grow linearly to ``distortion`` (a curriculum; evaluation always uses the full value).
-     With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..num_shots by the
-     same generator (evaluation and best.pt keep num_shots).
+     With ``shots_warmup`` the number of shots grows in equal stages from 1 to num_shots over that
+     fraction of training (a curriculum: the matching is found on 1-shot tasks, where it is found
+     fastest). With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..K_max
+     (K_max = num_shots, or the curriculum's current stage) by the same generator; evaluation and
+     best.pt keep num_shots.
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
      only at the task start); gradients flow through every step, SRWM self-modifications included.
   3. Cross-entropy on every prediction (``loss_on=all``) or on the queries only; Adam, gradient clip.
@@ -63,6 +66,8 @@ class FewshotConfig:
     """Scale of the per-example glyph deformations (0 = every example of a class is its prototype)."""
     distortion_warmup: float = 0.0
     """Curriculum: fraction of training over which the distortion grows from 0 (held at 0 for its first half, then linear)."""
+    shots_warmup: float = 0.0
+    """Curriculum: fraction of training over which the shots per class grow from 1 to num_shots in equal stages (0 = none)."""
     loss_on: str = "all"
     """Cross-entropy on every prediction (all) or on the queries only (queries)."""
     batch_size: int = 32
@@ -116,8 +121,9 @@ class FewshotConfig:
             errs.append(f"fewshot.loss_on='queries' needs fewshot.num_queries >= 1 (got {self.num_queries})")
         if not self.distortion >= 0:
             errs.append(f"fewshot.distortion={self.distortion}: must be >= 0")
-        if not 0 <= self.distortion_warmup <= 1:
-            errs.append(f"fewshot.distortion_warmup={self.distortion_warmup}: must be in [0, 1]")
+        for name in ("distortion_warmup", "shots_warmup"):
+            if not 0 <= getattr(self, name) <= 1:
+                errs.append(f"fewshot.{name}={getattr(self, name)}: must be in [0, 1]")
         for name in ("batch_size", "encoder_features", "eval_tasks"):
             if getattr(self, name) < 1:
                 errs.append(f"fewshot.{name}={getattr(self, name)}: must be >= 1")
@@ -200,10 +206,19 @@ def held_out(model: FewshotModel, cfg) -> dict[str, float]:
     return out
 
 
-def warmup_scale(update: int, warmup_updates: float) -> float:
-    """Distortion curriculum: 0 for the first half of the warm-up (exact repeats, where in-context
-    matching is found fastest), then linear up to 1 at its end."""
-    return min(1.0, max(0.0, 2.0 * update / warmup_updates - 1.0)) if warmup_updates > 0 else 1.0
+def warmup_scale(progress: float, warmup: float) -> float:
+    """Distortion curriculum at ``progress`` (fraction of training done): 0 for the first half of the
+    warm-up fraction (exact repeats, where in-context matching is found fastest), then linear up to 1
+    at its end."""
+    return min(1.0, max(0.0, 2.0 * progress / warmup - 1.0)) if warmup > 0 else 1.0
+
+
+def shots_cap(progress: float, warmup: float, num_shots: int) -> int:
+    """Shots curriculum at ``progress``: K_max grows from 1 to ``num_shots`` in ``num_shots`` equal
+    stages over the warm-up fraction, then stays at ``num_shots``."""
+    if warmup <= 0 or progress >= warmup:
+        return num_shots
+    return min(num_shots, 1 + int(num_shots * progress / warmup))
 
 
 def selection_metric(cfg) -> Optional[str]:
@@ -223,22 +238,23 @@ def train(run: Run) -> dict[str, Any]:
     optimizer = adam(model.parameters(), lr=f.learning_rate)
     run.track(model, optimizer, obs_space, action_space)
     per_update = f.batch_size * spec.seq_len
-    if f.vary_shots:          # the expected examples per update, for the distortion curriculum's length
-        per_update = f.batch_size * f.num_ways * ((1 + f.num_shots) / 2 + f.num_queries)
-    num_updates = math.ceil(cfg.total_steps / per_update)
+    fixed = not (f.vary_shots or f.shots_warmup)        # every update shows per_update examples
+    total = math.ceil(cfg.total_steps / per_update) * per_update if fixed else cfg.total_steps
     select = selection_metric(cfg)
-    run.start(total=cfg.total_steps if f.vary_shots else num_updates * per_update, unit="ex",
+    run.start(total=total, unit="ex",
               curve_key=select or "accuracy", show={"loss": "loss", "acc": "accuracy"})
     last: dict[str, float] = {}
     guard = NonFiniteGuard()
     while not run.done:
-        update = run.update
+        update, progress = run.update, run.fraction_done     # the horizon that anneals the rate
         if f.anneal_lr:
             optimizer.param_groups[0]["lr"] = run.annealed(f.learning_rate)
         if f.distortion_warmup:
-            source = make_source(f.source, f.distortion * warmup_scale(update, f.distortion_warmup * num_updates))
+            source = make_source(f.source, f.distortion * warmup_scale(progress, f.distortion_warmup))
         rng = np.random.default_rng([cfg.seed, update])
-        shots = int(rng.integers(1, f.num_shots + 1)) if f.vary_shots else f.num_shots
+        shots = shots_cap(progress, f.shots_warmup, f.num_shots)
+        if f.vary_shots:
+            shots = int(rng.integers(1, shots + 1))
         batch = sample_tasks(source, replace(spec, num_shots=shots), f.batch_size, "train", rng)
         shown = f.batch_size * batch.labels.shape[0]
         loss, stats = sequence_loss(model, batch, f.loss_on, device)

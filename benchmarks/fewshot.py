@@ -32,14 +32,18 @@ from srwm_rl.run.config import to_dict  # noqa: E402
 from srwm_rl.run.runlog import prepare_run_dir, write_json  # noqa: E402
 
 CORES = ("srwm", "lstm", "delta", "fake_sr", "none")
-# name -> (shots, training queries per class, updates)
-SETTINGS = {"5w1s": (1, 3, 2500), "5w5s": (5, 1, 2000)}
+# name -> (shots, training queries per class, updates, learning rate, shots_warmup): the recipes of the
+# fewshot-5w1s / fewshot-5w5s presets. 5w5s until wave 4: (5, 1, 2000, 3e-3, 0.0), at chance for the SRWM
+# (BENCHMARKS.md, "Few-shot 5-way 5-shot: a shots curriculum").
+SETTINGS = {"5w1s": (1, 3, 2500, 3e-3, 0.0), "5w5s": (5, 3, 3000, 1e-3, 0.8)}
 
 
-def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1) -> TrainConfig:
+def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1, lr: float = 3e-3,
+           shots_warmup: float = 0.0) -> TrainConfig:
     f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch, loss_on=args.loss_on,
-                      learning_rate=args.lr, pairing=args.pairing, encoder_features=64,
+                      learning_rate=lr, pairing=args.pairing, encoder_features=64,
                       distortion=args.distortion, distortion_warmup=args.warmup, vary_shots=args.vary_shots,
+                      shots_warmup=shots_warmup,
                       eval_every=max(updates // 5, 1), eval_tasks=256, eval_sources=("glyphs",))
     steps = updates * f.batch_size * f.num_ways * (f.num_shots + f.num_queries)
     # One core config for all kinds; input_softmax and norm apply to srwm and fake_sr only (the SRWM
@@ -59,12 +63,15 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16, help="tasks per update")
     p.add_argument("--distortion", type=float, default=0.5, help="glyph distortion (training and evaluation)")
     p.add_argument("--warmup", type=float, default=0.8, help="fewshot.distortion_warmup (curriculum)")
+    p.add_argument("--shots-warmup", type=float, default=None,
+                   help="fewshot.shots_warmup: shots grow from 1 to K over this fraction of training "
+                        "(curriculum; default: the setting's, 0 for 5w1s, 0.8 for 5w5s)")
     p.add_argument("--vary-shots", action="store_true", help="fewshot.vary_shots: K drawn from 1..shots per update")
     p.add_argument("--eval-queries", type=int, default=1, help="queries per class in evaluation tasks")
     p.add_argument("--train-queries", nargs=2, type=int, metavar=("Q_1SHOT", "Q_5SHOT"), default=None,
-                   help="queries per class in training tasks (default: 3 for 5w1s, 1 for 5w5s)")
+                   help="queries per class in training tasks (default: the setting's, 3 for both)")
     p.add_argument("--loss-on", default="all", choices=["all", "queries"], help="fewshot.loss_on")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=None, help="default: the setting's (3e-3 for 5w1s, 1e-3 for 5w5s)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--heads", type=int, default=4)
@@ -83,13 +90,15 @@ def main() -> int:
     out = Path(args.out)
     results = []
     for setting in args.settings:
-        shots, queries, _ = SETTINGS[setting]
+        shots, queries, _, lr, shots_warmup = SETTINGS[setting]
+        lr = lr if args.lr is None else args.lr
+        shots_warmup = shots_warmup if args.shots_warmup is None else args.shots_warmup
         if args.train_queries:
             queries = args.train_queries[0] if shots == 1 else args.train_queries[1]
         updates = args.updates[0] if shots == 1 else args.updates[1]
         runs = []
         for core, seed in [(c, s) for c in args.cores for s in args.seeds]:
-            cfg = config(core, shots, queries, updates, args, seed)
+            cfg = config(core, shots, queries, updates, args, seed, lr, shots_warmup)
             name = core if args.seeds == [1] else f"{core}/s{seed}"
             run_dir = prepare_run_dir(out / setting / name, overwrite=True)
             write_json(run_dir / "config.json", to_dict(cfg))

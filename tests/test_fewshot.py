@@ -268,7 +268,8 @@ def test_cli_bad_input_exits_2(capsys, tmp_path):
     from srwm_rl.app.cli import main
     for flags, msg in ((["--fewshot.num_shots", "0"], "fewshot.num_shots=0: must be >= 1"),
                        (["--fewshot.num_ways", "11"], "allowed: 2..10"),
-                       (["--fewshot.source", "omniglot"], "unknown class source")):
+                       (["--fewshot.source", "omniglot"], "unknown class source"),
+                       (["--fewshot.shots_warmup", "1.5"], "fewshot.shots_warmup=1.5: must be in [0, 1]")):
         with pytest.raises(SystemExit) as e:
             main(["train", "--algo", "fewshot", "--run_dir", str(tmp_path / "r"), *flags])
         assert e.value.code == 2 and msg in capsys.readouterr().err
@@ -321,8 +322,38 @@ def test_train_resume_and_evaluate(tmp_path, capsys):
 
 def test_distortion_curriculum():
     from agents.fewshot import warmup_scale
-    assert [warmup_scale(u, 100) for u in (0, 50, 75, 100, 200)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert [warmup_scale(p, 0.8) for p in (0, 0.4, 0.6, 0.8, 1.0)] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
     assert warmup_scale(0, 0) == 1.0
+
+
+def test_shots_curriculum_stages():
+    """K_max = 1, 2, ..., num_shots in equal stages over the warm-up fraction, then num_shots."""
+    from agents.fewshot import shots_cap
+    progress = np.linspace(0, 1, 101)
+    caps = [shots_cap(p, 0.5, 5) for p in progress]
+    expected = [min(5, 1 + int(np.floor(p / 0.1 + 1e-9))) if p < 0.5 else 5 for p in progress]
+    assert caps == expected and caps[0] == 1 and max(caps) == 5
+    assert all(b - a in (0, 1) for a, b in zip(caps, caps[1:]))           # never skips a stage
+    assert [sum(c == k for c in caps[:50]) for k in range(1, 6)] == [10] * 5     # equal stages
+    assert shots_cap(0.0, 0.0, 5) == 5 and shots_cap(0.3, 0.5, 1) == 1
+
+
+def test_shots_curriculum_shows_growing_shots_until_warmup_then_num_shots(tmp_path):
+    """fewshot.shots_warmup through the trainer: the examples per update follow K = 1, 2, 3 (+1 query
+    per class) over the first half of the steps, then stay at num_shots; evaluation keeps num_shots."""
+    import csv
+
+    from agents.fewshot import load_fewshot, shots_cap
+    from srwm_rl.app.cli import main
+    flags = [*TINY, "--fewshot.num_shots", "3", "--fewshot.shots_warmup", "0.5", "--log_every", "1"]
+    assert main(["train", *flags, "--total_steps", "1200", "--run_dir", str(tmp_path / "a")]) == 0
+    steps = [int(r["global_step"]) for r in csv.DictReader(open(tmp_path / "a" / "metrics.csv"))]
+    shown = np.diff([0, *steps])
+    expected = [4 * 5 * (shots_cap(s / 1200, 0.5, 3) + 1) for s in [0, *steps[:-1]]]
+    assert list(shown) == expected and shown[0] == 40 and shown[-1] == 80 and 60 in shown
+    assert steps[-1] >= 1200 and steps[-2] < 1200
+    cfg, _, _ = load_fewshot(tmp_path / "a")
+    assert cfg.fewshot.shots_warmup == 0.5 and cfg.fewshot.num_shots == 3
 
 
 @pytest.mark.slow
