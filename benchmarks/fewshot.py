@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,20 +33,30 @@ from srwm_rl.run.config import to_dict  # noqa: E402
 from srwm_rl.run.runlog import prepare_run_dir, write_json  # noqa: E402
 
 CORES = ("srwm", "lstm", "delta", "fake_sr", "none")
-# name -> (shots, training queries per class, updates, learning rate, shots_warmup): the recipes of the
-# fewshot-5w1s / fewshot-5w5s presets. 5w5s until wave 4: (5, 1, 2000, 3e-3, 0.0), at chance for the SRWM
-# (BENCHMARKS.md, "Few-shot 5-way 5-shot: a shots curriculum").
-SETTINGS = {"5w1s": (1, 3, 2500, 3e-3, 0.0), "5w5s": (5, 3, 3000, 1e-3, 0.8)}
+@dataclass(frozen=True)
+class Setting:
+    """The recipe of one setting (the fewshot-5w1s / fewshot-5w5s presets)."""
+
+    shots: int
+    queries: int          # per class, in training tasks
+    updates: int
+    lr: float
+    shots_warmup: float
+    vary_shots: bool
 
 
-def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 1, lr: float = 3e-3,
-           shots_warmup: float = 0.0) -> TrainConfig:
-    f = FewshotConfig(num_ways=5, num_shots=shots, num_queries=queries, batch_size=args.batch, loss_on=args.loss_on,
-                      learning_rate=lr, pairing=args.pairing, encoder_features=64,
-                      distortion=args.distortion, distortion_warmup=args.warmup, vary_shots=args.vary_shots,
-                      shots_warmup=shots_warmup,
-                      eval_every=max(updates // 5, 1), eval_tasks=256, eval_sources=("glyphs",))
-    steps = updates * f.batch_size * f.num_ways * (f.num_shots + f.num_queries)
+# 5w5s until wave 4: Setting(5, 1, 2000, 3e-3, 0.0, False), at chance for the SRWM (BENCHMARKS.md, "Few-shot:
+# a shots curriculum"). The 5w5s model is also evaluated at 1 shot (it trains on 1..5 shots).
+SETTINGS = {"5w1s": Setting(1, 3, 2500, 3e-3, 0.0, False), "5w5s": Setting(5, 3, 4000, 1e-3, 0.8, True)}
+
+
+def config(core: str, setting: Setting, args, seed: int = 1) -> TrainConfig:
+    f = FewshotConfig(num_ways=5, num_shots=setting.shots, num_queries=setting.queries, batch_size=args.batch,
+                      loss_on=args.loss_on, learning_rate=setting.lr, pairing=args.pairing, encoder_features=64,
+                      distortion=args.distortion, distortion_warmup=args.warmup, vary_shots=setting.vary_shots,
+                      shots_warmup=setting.shots_warmup, eval_every=max(setting.updates // 5, 1), eval_tasks=256,
+                      eval_sources=("glyphs",))
+    steps = setting.updates * f.batch_size * f.num_ways * (f.num_shots + f.num_queries)
     # One core config for all kinds; input_softmax and norm apply to srwm and fake_sr only (the SRWM
     # paper's supervised variant: LayerNorm before the layer, no softmax on its input).
     c = CoreConfig(kind=core, hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
@@ -54,19 +65,30 @@ def config(core: str, shots: int, queries: int, updates: int, args, seed: int = 
                        log_every=10, checkpoint_every=10**9, core=c, fewshot=f)
 
 
+def setting_from_args(name: str, args) -> Setting:
+    """SETTINGS[name] with the command line's overrides (flags left at None keep the setting's value)."""
+    s = SETTINGS[name]
+    one = s.shots == 1
+    overrides = {"updates": args.updates[0] if one else args.updates[1], "lr": args.lr,
+                 "shots_warmup": args.shots_warmup, "vary_shots": args.vary_shots,
+                 "queries": None if args.train_queries is None else args.train_queries[0 if one else 1]}
+    return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cores", nargs="+", default=list(CORES))
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--updates", nargs=2, type=int, metavar=("U_1SHOT", "U_5SHOT"),
-                   default=[SETTINGS["5w1s"][2], SETTINGS["5w5s"][2]], help="updates per run")
+                   default=[SETTINGS["5w1s"].updates, SETTINGS["5w5s"].updates], help="updates per run")
     p.add_argument("--batch", type=int, default=16, help="tasks per update")
     p.add_argument("--distortion", type=float, default=0.5, help="glyph distortion (training and evaluation)")
     p.add_argument("--warmup", type=float, default=0.8, help="fewshot.distortion_warmup (curriculum)")
     p.add_argument("--shots-warmup", type=float, default=None,
                    help="fewshot.shots_warmup: shots grow from 1 to K over this fraction of training "
                         "(curriculum; default: the setting's, 0 for 5w1s, 0.8 for 5w5s)")
-    p.add_argument("--vary-shots", action="store_true", help="fewshot.vary_shots: K drawn from 1..shots per update")
+    p.add_argument("--vary-shots", action=argparse.BooleanOptionalAction, default=None,
+                   help="fewshot.vary_shots: K drawn from 1..shots per update (default: the setting's, on for 5w5s)")
     p.add_argument("--eval-queries", type=int, default=1, help="queries per class in evaluation tasks")
     p.add_argument("--train-queries", nargs=2, type=int, metavar=("Q_1SHOT", "Q_5SHOT"), default=None,
                    help="queries per class in training tasks (default: the setting's, 3 for both)")
@@ -89,36 +111,38 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     results = []
-    for setting in args.settings:
-        shots, queries, _, lr, shots_warmup = SETTINGS[setting]
-        lr = lr if args.lr is None else args.lr
-        shots_warmup = shots_warmup if args.shots_warmup is None else args.shots_warmup
-        if args.train_queries:
-            queries = args.train_queries[0] if shots == 1 else args.train_queries[1]
-        updates = args.updates[0] if shots == 1 else args.updates[1]
+    for name in args.settings:
+        setting = setting_from_args(name, args)
         runs = []
         for core, seed in [(c, s) for c in args.cores for s in args.seeds]:
-            cfg = config(core, shots, queries, updates, args, seed, lr, shots_warmup)
-            name = core if args.seeds == [1] else f"{core}/s{seed}"
-            run_dir = prepare_run_dir(out / setting / name, overwrite=True)
+            cfg = config(core, setting, args, seed)
+            label = core if args.seeds == [1] else f"{core}/s{seed}"
+            run_dir = prepare_run_dir(out / name / label, overwrite=True)
             write_json(run_dir / "config.json", to_dict(cfg))
             t0, c0 = time.time(), time.process_time()
-            train(cfg, run_dir, progress=False)
+            summary = train(cfg, run_dir, progress=False)
             wall, cpu = time.time() - t0, time.process_time() - c0
             t1, c1 = time.time(), time.process_time()
             r = evaluate_run(run_dir, ("glyphs", "digits"), args.tasks, seed=0, num_queries=args.eval_queries)
-            r.update(setting=setting, label=core, seed=seed, train_wall_s=wall, train_cpu_s=cpu, eval_wall_s=time.time() - t1,
-                     eval_cpu_s=time.process_time() - c1,
-                     updates=updates, tasks_seen=updates * cfg.fewshot.batch_size,
+            if setting.vary_shots and setting.shots > 1:      # trained on 1..K shots: its 1-shot accuracy too
+                r["one_shot"] = evaluate_run(run_dir, ("glyphs", "digits"), args.tasks, seed=0, num_shots=1,
+                                             num_queries=args.eval_queries)["sources"]
+            r.update(setting=name, label=core, seed=seed, train_wall_s=wall, train_cpu_s=cpu, eval_wall_s=time.time() - t1,
+                     eval_cpu_s=time.process_time() - c1, recipe=asdict(setting), examples=summary["global_step"],
                      params=sum(p.numel() for p in build_model(cfg).parameters()))
             runs.append(r)
             g, d = r["sources"]["glyphs"], r["sources"]["digits"]
-            print(f"{setting} {core:8s} seed {seed} train {wall:6.1f}s wall {cpu:6.1f}s CPU  glyphs q-acc {g['query_accuracy']:.3f}"
+            print(f"{name} {core:8s} seed {seed} train {wall:6.1f}s wall {cpu:6.1f}s CPU  glyphs q-acc {g['query_accuracy']:.3f}"
                   f"±{g['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(g, 2):.3f} | digits q-acc "
                   f"{d['query_accuracy']:.3f}±{d['query_accuracy_ci95']:.3f} shot2 {shot_accuracy(d, 2):.3f}",
                   flush=True)
-        plot_comparison(runs, out / f"{setting}.png",
-                        f"{setting}: {updates} updates x {args.batch} tasks, {args.tasks} held-out tasks per source")
+            if "one_shot" in r:
+                g1, d1 = r["one_shot"]["glyphs"], r["one_shot"]["digits"]
+                print(f"{name} {core:8s} seed {seed} evaluated at 1 shot: glyphs q-acc {g1['query_accuracy']:.3f}"
+                      f"±{g1['query_accuracy_ci95']:.3f} | digits shot 1 {shot_accuracy(d1, 1):.3f} -> q-acc "
+                      f"{d1['query_accuracy']:.3f}", flush=True)
+        plot_comparison(runs, out / f"{name}.png",
+                        f"{name}: {setting.updates} updates x {args.batch} tasks, {args.tasks} held-out tasks per source")
         results += runs
         write_json(out / "results.json", {"args": vars(args), "results": results})
     print(markdown(results))
@@ -142,10 +166,15 @@ def seed_table(results: list[dict]) -> str:
         rs = [r for r in results if (r["setting"], r["label"]) == (setting, core)]
         g = [r["sources"]["glyphs"] for r in rs]
         d = [r["sources"]["digits"] for r in rs]
-        per_seed = ", ".join(f"{x['query_accuracy']:.3f}" for x in g)
-        rows.append(f"| {setting} | {core} | {len(rs)} | {fmt([x['query_accuracy'] for x in g])} ({per_seed}) | "
-                    f"{fmt([shot_accuracy(x, 2) for x in g])} | {fmt([shot_accuracy(x, 1) for x in d])} -> "
-                    f"{fmt([shot_accuracy(x, 2) for x in d])} | {fmt([x['query_accuracy'] for x in d])} |")
+        views = [(setting, g, d)]
+        if all("one_shot" in r for r in rs):          # the same models, evaluated on 1-shot tasks
+            views.append((f"{setting} at 1 shot", [r["one_shot"]["glyphs"] for r in rs],
+                          [r["one_shot"]["digits"] for r in rs]))
+        for label, g, d in views:
+            per_seed = ", ".join(f"{x['query_accuracy']:.3f}" for x in g)
+            rows.append(f"| {label} | {core} | {len(rs)} | {fmt([x['query_accuracy'] for x in g])} ({per_seed}) | "
+                        f"{fmt([shot_accuracy(x, 2) for x in g])} | {fmt([shot_accuracy(x, 1) for x in d])} -> "
+                        f"{fmt([shot_accuracy(x, 2) for x in d])} | {fmt([x['query_accuracy'] for x in d])} |")
     return "\n".join(rows)
 
 

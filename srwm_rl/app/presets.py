@@ -107,11 +107,16 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "fewshot": {"num_ways": 5, "num_shots": 1, "num_queries": 3, "batch_size": 16, "learning_rate": 3e-3,
                     "distortion": 0.5, "distortion_warmup": 0.8, "eval_every": 500},
     }),
-    "fewshot-5w5s": ("Few-shot 5-way 5-shot glyph classification, delayed labels (supervised, algo fewshot)", {
-        "algo": "fewshot", "total_steps": 960_000, "torch_threads": 1,
+    "fewshot-5w5s": ("Few-shot 5-way 5-shot glyph classification, delayed labels (supervised, algo fewshot); "
+                     "trains on 1..5 shots, so the model also answers 1-shot tasks (fewshot-eval --shots 1)", {
+        # Shots curriculum (K_max 1 -> 5 over 80% of training, K drawn from 1..K_max per update), 3 queries per
+        # class, Adam 1e-3: 3 of 3 SRWM seeds >= 0.70 at 5 and at 1 shot; the wave-2 recipe (5 shots from the
+        # start, 1 query, 3e-3) stayed at chance (BENCHMARKS.md, "Few-shot: a shots curriculum").
+        "algo": "fewshot", "total_steps": 2_560_000, "torch_threads": 1,
         "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False},
-        "fewshot": {"num_ways": 5, "num_shots": 5, "num_queries": 1, "batch_size": 16, "learning_rate": 3e-3,
-                    "distortion": 0.5, "distortion_warmup": 0.8, "eval_every": 400},
+        "fewshot": {"num_ways": 5, "num_shots": 5, "num_queries": 3, "batch_size": 16, "learning_rate": 1e-3,
+                    "distortion": 0.5, "distortion_warmup": 0.8, "shots_warmup": 0.8, "vary_shots": True,
+                    "eval_every": 800},
     }),
 }
 

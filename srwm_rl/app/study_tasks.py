@@ -78,7 +78,7 @@ STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
     StudyTask("fewshot-5w1s", preset="fewshot-5w1s", steps=400_000, quick_steps=20_000, eval_trials=500,
               quick_eval_trials=100, note="glyph classes of the test split (never trained on)",
               score="held-out query accuracy"),
-    StudyTask("fewshot-5w5s", preset="fewshot-5w5s", steps=480_000, quick_steps=24_000, eval_trials=500,
+    StudyTask("fewshot-5w5s", preset="fewshot-5w5s", steps=2_560_000, quick_steps=24_000, eval_trials=500,
               quick_eval_trials=100, note="glyph classes of the test split (never trained on)",
               score="held-out query accuracy"),
 )}
