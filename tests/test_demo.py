@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from srwm_rl.app.demo import report
 
 
@@ -19,6 +21,10 @@ def test_report_puts_held_out_next_to_training_tasks_with_both_ratios():
     assert "training-task last episode = 0.50" in text
     flat = report(rows([0.0]), rows([0.0, 0.0]), rows([0.0, 0.0]))
     assert "= n/a (no in-context improvement yet)" in flat
+    search = {"per_held_out_cell": 0.0, "per_training_cell": 0.05, "uniform_per_cell": 0.04, "held_out_cells": 5}
+    line = report(rows([0.4]), rows([1.0]), rows([2.0]), search).splitlines()[-1]
+    assert line.startswith("where it searches") and "0.0% of its steps per held-out goal cell (5 cells)" in line
+    assert "5.0% per training goal cell (uniform: 4.0%)" in line
 
 
 def test_demo_command_runs_end_to_end(tmp_path, capsys):
@@ -27,5 +33,9 @@ def test_demo_command_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained, training tasks" in out and "held-out last episode / training-task last episode" in out
     saved = json.loads((tmp_path / "demo" / "adaptation.json").read_text())
-    assert set(saved) == {"untrained", "trained", "trained_training_tasks"} and len(saved["trained"]) == 4
+    assert set(saved) == {"untrained", "trained", "trained_training_tasks", "first_episode_search"}
+    assert len(saved["trained"]) == 4 and "where it searches (training tasks, episode 1)" in out
+    search = saved["first_episode_search"]
+    assert search["held_out_cells"] == 5 and search["uniform_per_cell"] == 1 / 25
+    assert 20 * search["per_training_cell"] + 5 * search["per_held_out_cell"] == pytest.approx(1.0)
     assert (tmp_path / "demo" / "adaptation.png").exists()

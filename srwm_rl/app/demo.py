@@ -5,7 +5,8 @@ episodes with memory carried across them. The table shows the mean return per ep
 a trial for the untrained policy and for the trained one, on held-out tasks and on the training tasks
 side by side: a rising column is in-context learning, and the gap between the trained agent's two
 columns is what it learned about the training tasks themselves rather than how to search (the
-generalisation gap).
+generalisation gap). A last line says where that gap comes from: the share of the trained agent's
+first-episode steps, on training tasks, that stand on the held-out goal cells (``srwm_rl.eval.search``).
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import torch
 import tyro
 
 from agents.registry import TrainConfig, train
+from envs.meta.darkroom import DarkRoom
 from srwm_rl.app.command import OWN_DEFAULT, parse
 from srwm_rl.app.presets import get_preset
 from srwm_rl.eval.analysis import plot_adaptation
 from srwm_rl.eval.rollout import run_episodes
+from srwm_rl.eval.search import cell_visits, goal_cell_shares
 from srwm_rl.eval.stats import adaptation_curve
 from srwm_rl.run.agent import build_policy
 from srwm_rl.run.config import from_dict, merge, to_dict
@@ -72,6 +75,20 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list, split: st
     return adaptation_curve(records)
 
 
+def search_shares(policy, cfg: TrainConfig, seed: int, norm_states: list) -> dict[str, float]:
+    """Where the agent searches in the first episode of training-task trials: steps per training-goal
+    cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`)."""
+    room = DarkRoom(**cfg.env.kwargs)
+    env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="train")
+    load_normalizer_state(env, norm_states, update=False)
+    try:
+        visits = cell_visits(policy, env, EVAL_TRIALS, room.size, seed=seed)
+    finally:
+        env.close()
+    return {**goal_cell_shares(visits[0], room.task_ids("train"), room.task_ids("test")),
+            "held_out_cells": len(room.task_ids("test"))}
+
+
 def demo_main(argv: list[str], prog: str) -> int:
     args = parse(DemoArgs, argv, prog)
     t0 = time.time()
@@ -89,12 +106,14 @@ def demo_main(argv: list[str], prog: str) -> int:
     before = adaptation(untrained, cfg, 10_000, norms)
     after = adaptation(result["policy"], cfg, 10_000, norms)
     seen = adaptation(result["policy"], cfg, 10_000, norms, split="train")
-    print(report(before, after, seen))
+    search = search_shares(result["policy"], cfg, 10_000, norms)
+    print(report(before, after, seen, search))
     png = plot_adaptation(run_dir / "adaptation.png", {"untrained, held-out tasks": before,
                                                        "trained, held-out tasks": after,
                                                        "trained, training tasks": seen},
                           ylabel="mean return per episode", title=cfg.env.id)
-    write_json(run_dir / "adaptation.json", {"untrained": before, "trained": after, "trained_training_tasks": seen})
+    write_json(run_dir / "adaptation.json", {"untrained": before, "trained": after, "trained_training_tasks": seen,
+                                             "first_episode_search": search})
     print(f"\ncheckpoint     : {run_dir / 'checkpoints' / 'latest.pt'}")
     print(f"metrics        : {run_dir / 'metrics.csv'}  (tensorboard --logdir {run_dir / 'tb'})")
     print(f"learning curve : {run_dir / 'learning_curve.png'}")
@@ -103,11 +122,11 @@ def demo_main(argv: list[str], prog: str) -> int:
     return 0
 
 
-def report(before: list[dict], after: list[dict], seen: list[dict]) -> str:
+def report(before: list[dict], after: list[dict], seen: list[dict], search: Optional[dict] = None) -> str:
     """The demo's table: return per episode of a trial (mean [95% CI]) of the untrained policy on held-out
     tasks and of the trained one on held-out and on training tasks, then the two ratios that say whether
     it adapts (held-out last / first) and how much of that carries to unseen tasks (held-out last /
-    training last)."""
+    training last), and with ``search`` (:func:`search_shares`) where its first episode searches."""
     def fmt(r: dict) -> str:
         return f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"
 
@@ -122,4 +141,10 @@ def report(before: list[dict], after: list[dict], seen: list[dict]) -> str:
     lines += [f"trained, held-out tasks: last / first episode = {ratio(last, first)} ({verdict})",
               f"held-out last episode / training-task last episode = {ratio(last, train_last)} "
               "(1.0: what it learned carries fully to unseen tasks)"]
+    if search is not None:
+        lines.append(f"where it searches (training tasks, episode 1): {search['per_held_out_cell']:.1%} of its steps "
+                     f"per held-out goal cell ({search['held_out_cells']} cells) against "
+                     f"{search['per_training_cell']:.1%} per training goal cell (uniform: "
+                     f"{search['uniform_per_cell']:.1%}); a held-out goal it does not pass is found only "
+                     "after the training goals' cells are exhausted")
     return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Where does a trained Dark Room agent search? Cell visits per episode of the trial, train vs held-out goals.
+
+    .venv/bin/python benchmarks/darkroom_search.py runs/demo                 # the `make demo` run
+    .venv/bin/python benchmarks/darkroom_search.py RUN_DIR --trials 512 --greedy
+
+Rolls the agent out on training goals and on held-out goals (``task_split`` test), with the same
+number of trials, and counts the cells it acts from in each episode of the trial on the training goals
+(``srwm_rl.eval.search``). Reported per episode: the return on either goal set, and the share of steps
+spent per training-goal cell and per held-out-goal cell, against the uniform 1 / size^2. A searcher
+whose first episode never stands on a held-out cell cannot score there before it has exhausted the
+cells it was rewarded in: the held-out curve then measures the training prior, not the adaptation.
+Writes ``darkroom_search.json`` in the run directory (or ``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from envs.meta.darkroom import DarkRoom  # noqa: E402
+from srwm_rl.eval.rollout import run_episodes  # noqa: E402
+from srwm_rl.eval.search import cell_visits, goal_cell_shares  # noqa: E402
+from srwm_rl.run.agent import load_agent  # noqa: E402
+from srwm_rl.run.environment import make_env  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--trials", type=int, default=256, help="trials per goal set")
+    p.add_argument("--greedy", action="store_true", help="most likely actions (default: sampled, as in training)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    args = p.parse_args()
+    agent = load_agent(args.run_dir)
+    cfg = agent.config
+    if cfg.env.id != "srwm_rl/DarkRoom-v0" or cfg.env.normalize_obs or not cfg.env.trial_episodes:
+        print(f"{args.run_dir}: needs a srwm_rl/DarkRoom-v0 run in trials without env.normalize_obs "
+              f"(got env.id={cfg.env.id!r}, normalize_obs={cfg.env.normalize_obs}, "
+              f"trial_episodes={cfg.env.trial_episodes})", file=sys.stderr)
+        return 2
+    room = DarkRoom(**cfg.env.kwargs)
+    size, train_ids, test_ids = room.size, room.task_ids("train"), room.task_ids("test")
+
+    def returns(split: str) -> list[float]:
+        env = make_env(cfg.env, cfg.policy, args.seed, 32, task_split=split)
+        records = run_episodes(agent.policy, env, args.trials, deterministic=args.greedy, seed=args.seed)
+        return [float(np.mean([r.ret for r in records if r.episode_in_trial == k]))
+                for k in range(cfg.env.trial_episodes)]
+
+    ret_train, ret_test = returns("train"), returns("test")
+    visits = cell_visits(agent.policy, make_env(cfg.env, cfg.policy, args.seed, 32, task_split="train"),
+                         args.trials, size, seed=args.seed, greedy=args.greedy)
+    out: dict = {"run_dir": args.run_dir, "size": size, "trials": args.trials, "greedy": args.greedy,
+                 "held_out_cells": [list(divmod(int(t), size)) for t in test_ids], "episodes": []}
+    print(f"{args.run_dir}: {size}x{size}, {len(train_ids)} training goals, {len(test_ids)} held out; "
+          f"{args.trials} trials per goal set, {'greedy' if args.greedy else 'sampled'} actions")
+    print("| episode | return, training goals | return, held-out goals | steps per training-goal cell "
+          "| steps per held-out cell | steps on held-out cells (count) |")
+    print("|---|---|---|---|---|---|")
+    for k in range(cfg.env.trial_episodes):
+        share = goal_cell_shares(visits[k], train_ids, test_ids)
+        count = int(visits[k].reshape(-1)[test_ids].sum())
+        out["episodes"].append({"episode": k + 1, "return_train": ret_train[k], "return_held_out": ret_test[k],
+                                "held_out_steps": count, **share})
+        print(f"| {k + 1} | {ret_train[k]:.2f} | {ret_test[k]:.2f} | {share['per_training_cell']:.4f} | "
+              f"{share['per_held_out_cell']:.4f} | {count} of {int(visits[k].sum())} |")
+    print(f"(uniform share per cell: {1 / size**2:.4f}; steps counted on the training-goal trials)")
+    folder = Path(args.out or args.run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "darkroom_search.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""srwm_rl.eval.search: cell visits per episode of the trial, against a step-by-step count of the env."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from srwm_rl.eval.rollout import run_episodes
+from srwm_rl.eval.search import cell_visits, goal_cell_shares
+
+
+class RandomPolicy(torch.nn.Module):
+    """Uniform actions over Dark Room's 5 moves, the policy interface run_episodes uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def initial_state(self, n, device=None):
+        return ()
+
+    def step(self, obs, state, first):
+        n = first.shape[0]
+        return torch.distributions.Categorical(logits=torch.zeros(n, 5)), torch.zeros(n), state
+
+
+def test_cell_visits_count_every_step_of_every_episode_where_the_env_puts_the_agent():
+    size, length, trials = 4, 6, 10
+    make = lambda: envs.make("srwm_rl/DarkRoom-v0", num_envs=3, seed=0, trial_episodes=2,      # noqa: E731
+                             size=size, episode_length=length)
+    visits = cell_visits(RandomPolicy(), make(), trials, size, seed=5)
+    # Reference: the same rollout (same seeds), counting each acted-on observation by hand.
+    ref = np.zeros((2, size, size))
+    seen_episode = np.zeros(3, np.int64)
+
+    def on_step(obs, dist, state, info):
+        for i in range(3):
+            if info["active"][i]:
+                r, c = int(obs[i][0]), int(obs[i][1])
+                ref[seen_episode[i], r, c] += 1
+        seen_episode[:] = info["trial_episode"]
+    run_episodes(RandomPolicy(), make(), trials, deterministic=False, seed=5, on_step=on_step)
+    np.testing.assert_array_equal(visits, ref)
+    assert visits.sum(axis=(1, 2)).tolist() == [trials * length] * 2      # every step of every counted episode
+    centre = size // 2
+    assert (visits[:, centre, centre] >= trials).all()                     # each episode starts at the centre
+
+
+def test_goal_cell_shares_and_bad_inputs():
+    visits = np.zeros((2, 2))
+    visits[0, 0], visits[1, 1] = 3, 1                                       # cells 0 and 3
+    s = goal_cell_shares(visits, train_ids=[0, 1], test_ids=[2, 3])
+    assert s == {"per_training_cell": 0.375, "per_held_out_cell": 0.125, "held_out_total": 0.25,
+                 "uniform_per_cell": 0.25}
+    plain = envs.make("srwm_rl/DarkRoom-v0", num_envs=2, seed=0, size=4)
+    with pytest.raises(ValueError, match="needs an env in trials"):
+        cell_visits(RandomPolicy(), plain, 2, 4)
+    wrong_size = envs.make("srwm_rl/DarkRoom-v0", num_envs=2, seed=0, trial_episodes=2, size=4)
+    with pytest.raises(ValueError, match="not raw cells of a 2x2 room"):
+        cell_visits(RandomPolicy(), wrong_size, 2, 2)
