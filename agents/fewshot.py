@@ -6,8 +6,8 @@ One update, top to bottom:
      With ``distortion_warmup`` the glyph deformations stay 0 for the first half of that fraction of
      training, then grow linearly to ``distortion`` (a curriculum; evaluation always uses the full value).
      With ``shots_warmup`` the number of shots grows in equal stages from 1 to num_shots over that
-     fraction of training (a curriculum: the matching is found on 1-shot tasks, where it is found
-     fastest). With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..K_max
+     fraction of training (a curriculum: short support sets first; with it the SRWM finds in-context
+     matching on 5-shot tasks, without it not - BENCHMARKS.md). With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..K_max
      (K_max = num_shots, or the curriculum's current stage) by the same generator; evaluation and
      best.pt keep num_shots.
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
@@ -57,7 +57,7 @@ class FewshotConfig:
     num_queries: int = 1
     """Query examples of each class after the K shots (>= 0); their labels are hidden unless query_labels."""
     vary_shots: bool = False
-    """Meta-train on tasks of K shots, K drawn per update uniformly from 1..num_shots (evaluation keeps num_shots): the matching learned cannot rely on where the shots fall in the sequence."""
+    """Meta-train on tasks of K shots, K drawn per update uniformly from 1..num_shots (1..the shots curriculum's current cap with shots_warmup; evaluation keeps num_shots): the matching learned cannot rely on where the shots fall in the sequence, and the model answers tasks of fewer shots too."""
     query_labels: bool = False
     """Reveal query labels at the next step too (fully sequential protocol); false: every query is exactly K-shot."""
     source: str = "glyphs"
