@@ -62,7 +62,8 @@ STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
               score="held-out return per bandit (100 pulls)"),
     StudyTask("darkroom", preset="darkroom", steps=2_000_000, quick_steps=200_000, eval_trials=64,
               learning_rates=LEARNING_RATES["impala"],
-              note="goals of the test task set (never trained on), 4 episodes per trial"),
+              note="goals of the test task set (never trained on), 4 episodes per trial; the study's 2M "
+                   "steps are too few for a search (the preset's 10M: the SRWM adapts, BENCHMARKS.md)"),
     StudyTask("darkroom-small", preset="darkroom-small", steps=600_000, quick_steps=40_000, eval_trials=64,
               note="5x5 room, goals of the test task set, 4 episodes per trial"),
     StudyTask("darkkey", preset="darkkey", steps=1_500_000, quick_steps=40_000, eval_trials=64,
