@@ -7,9 +7,9 @@ One update, top to bottom:
      training, then grow linearly to ``distortion`` (a curriculum; evaluation always uses the full value).
      With ``shots_warmup`` the number of shots grows in equal stages from 1 to num_shots over that
      fraction of training (a curriculum: short support sets first; with it the SRWM finds in-context
-     matching on 5-shot tasks, without it not - BENCHMARKS.md). With ``vary_shots`` the update's tasks have K shots, K drawn uniformly from 1..K_max
-     (K_max = num_shots, or the curriculum's current stage) by the same generator; evaluation and
-     best.pt keep num_shots.
+     matching on 5-shot tasks, without it not - BENCHMARKS.md). With ``vary_shots`` the update's
+     tasks have K shots, K drawn uniformly from 1..K_max (K_max = num_shots, or the curriculum's
+     current stage) by the same generator; evaluation and best.pt keep num_shots.
   2. Run each whole sequence through encoder -> core -> logits from a zero state (memory is reset
      only at the task start); gradients flow through every step, SRWM self-modifications included.
   3. Cross-entropy on every prediction (``loss_on=all``) or on the queries only; Adam, gradient clip.

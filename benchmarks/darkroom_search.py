@@ -18,13 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.meta.darkroom import DarkRoom  # noqa: E402
 from srwm_rl.eval.rollout import run_episodes  # noqa: E402
 from srwm_rl.eval.search import cell_visits, goal_cell_shares  # noqa: E402
+from srwm_rl.eval.stats import adaptation_curve  # noqa: E402
 from srwm_rl.run.agent import load_agent  # noqa: E402
 from srwm_rl.run.environment import make_env  # noqa: E402
 
@@ -47,15 +46,15 @@ def main() -> int:
     room = DarkRoom(**cfg.env.kwargs)
     size, train_ids, test_ids = room.size, room.task_ids("train"), room.task_ids("test")
 
-    def returns(split: str) -> list[float]:
-        env = make_env(cfg.env, cfg.policy, args.seed, 32, task_split=split)
-        records = run_episodes(agent.policy, env, args.trials, deterministic=args.greedy, seed=args.seed)
-        return [float(np.mean([r.ret for r in records if r.episode_in_trial == k]))
-                for k in range(cfg.env.trial_episodes)]
+    def returns(records) -> list[float]:
+        return [row["mean"] for row in adaptation_curve(records)]
 
-    ret_train, ret_test = returns("train"), returns("test")
-    visits = cell_visits(agent.policy, make_env(cfg.env, cfg.policy, args.seed, 32, task_split="train"),
-                         args.trials, size, seed=args.seed, greedy=args.greedy)
+    # One rollout on the training goals gives both their returns and the visits.
+    visits, train_records = cell_visits(agent.policy, make_env(cfg.env, cfg.policy, args.seed, 32, task_split="train"),
+                                        args.trials, size, seed=args.seed, greedy=args.greedy)
+    test_env = make_env(cfg.env, cfg.policy, args.seed, 32, task_split="test")
+    ret_train = returns(train_records)
+    ret_test = returns(run_episodes(agent.policy, test_env, args.trials, deterministic=args.greedy, seed=args.seed))
     out: dict = {"run_dir": args.run_dir, "size": size, "trials": args.trials, "greedy": args.greedy,
                  "held_out_cells": [list(divmod(int(t), size)) for t in test_ids], "episodes": []}
     print(f"{args.run_dir}: {size}x{size}, {len(train_ids)} training goals, {len(test_ids)} held out; "

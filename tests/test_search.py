@@ -29,7 +29,7 @@ def test_cell_visits_count_every_step_of_every_episode_where_the_env_puts_the_ag
     size, length, trials = 4, 6, 10
     make = lambda: envs.make("srwm_rl/DarkRoom-v0", num_envs=3, seed=0, trial_episodes=2,      # noqa: E731
                              size=size, episode_length=length)
-    visits = cell_visits(RandomPolicy(), make(), trials, size, seed=5)
+    visits, records = cell_visits(RandomPolicy(), make(), trials, size, seed=5)
     # Reference: the same rollout (same seeds), counting each acted-on observation by hand.
     ref = np.zeros((2, size, size))
     seen_episode = np.zeros(3, np.int64)

@@ -63,10 +63,10 @@ def _fresh_dir(base: str) -> Path:
     return path
 
 
-def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list, split: str = "test") -> list[dict]:
-    """Return per episode index within trials on the ``split`` tasks (held-out: test; sampled actions,
-    frozen normalisers)."""
-    env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split=split)
+def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[dict]:
+    """Return per episode index within trials on the held-out (test) tasks (sampled actions, frozen
+    normalisers)."""
+    env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="test")
     load_normalizer_state(env, norm_states, update=False)
     try:
         records = run_episodes(policy, env, EVAL_TRIALS, deterministic=False, seed=seed)
@@ -75,18 +75,20 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list, split: st
     return adaptation_curve(records)
 
 
-def search_shares(policy, cfg: TrainConfig, seed: int, norm_states: list) -> dict[str, float]:
-    """Where the agent searches in the first episode of training-task trials: steps per training-goal
+def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[list[dict], dict]:
+    """One rollout on the training tasks (sampled actions, frozen normalisers): the return per episode
+    index within trials, and where the agent searches in the first episode - steps per training-goal
     cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`)."""
     room = DarkRoom(**cfg.env.kwargs)
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="train")
     load_normalizer_state(env, norm_states, update=False)
     try:
-        visits = cell_visits(policy, env, EVAL_TRIALS, room.size, seed=seed)
+        visits, records = cell_visits(policy, env, EVAL_TRIALS, room.size, seed=seed)
     finally:
         env.close()
-    return {**goal_cell_shares(visits[0], room.task_ids("train"), room.task_ids("test")),
-            "held_out_cells": len(room.task_ids("test"))}
+    search = {**goal_cell_shares(visits[0], room.task_ids("train"), room.task_ids("test")),
+              "held_out_cells": len(room.task_ids("test"))}
+    return adaptation_curve(records), search
 
 
 def demo_main(argv: list[str], prog: str) -> int:
@@ -105,8 +107,7 @@ def demo_main(argv: list[str], prog: str) -> int:
     norms = result["normalizers"]
     before = adaptation(untrained, cfg, 10_000, norms)
     after = adaptation(result["policy"], cfg, 10_000, norms)
-    seen = adaptation(result["policy"], cfg, 10_000, norms, split="train")
-    search = search_shares(result["policy"], cfg, 10_000, norms)
+    seen, search = on_training_tasks(result["policy"], cfg, 10_000, norms)
     print(report(before, after, seen, search))
     png = plot_adaptation(run_dir / "adaptation.png", {"untrained, held-out tasks": before,
                                                        "trained, held-out tasks": after,
@@ -126,7 +127,7 @@ def report(before: list[dict], after: list[dict], seen: list[dict], search: Opti
     """The demo's table: return per episode of a trial (mean [95% CI]) of the untrained policy on held-out
     tasks and of the trained one on held-out and on training tasks, then the two ratios that say whether
     it adapts (held-out last / first) and how much of that carries to unseen tasks (held-out last /
-    training last), and with ``search`` (:func:`search_shares`) where its first episode searches."""
+    training last), and with ``search`` (:func:`on_training_tasks`) where its first episode searches."""
     def fmt(r: dict) -> str:
         return f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"
 

@@ -1,6 +1,6 @@
 """Where a Dark Room agent searches: the cells it stands on, per episode of the trial.
 
-    visits = cell_visits(policy, env, trials=256, size=5)          # [K, 5, 5] step counts
+    visits, records = cell_visits(policy, env, trials=256, size=5)   # [K, 5, 5] step counts, the episodes
     share = goal_cell_shares(visits[0], train_ids, test_ids)        # episode 1: training vs held-out cells
 
 A searcher trained on a set of goal cells learns where goals were: if its first episode never stands
@@ -15,11 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from srwm_rl.eval.rollout import run_episodes
+from srwm_rl.eval.rollout import EpisodeRecord, run_episodes
 
 
-def cell_visits(policy, env, trials: int, size: int, *, seed: int = 0, greedy: bool = False) -> np.ndarray:
-    """Steps spent on each cell, per episode index of the trial: float64 [K, size, size].
+def cell_visits(policy, env, trials: int, size: int, *, seed: int = 0,
+                greedy: bool = False) -> tuple[np.ndarray, list[EpisodeRecord]]:
+    """Steps spent on each cell, per episode index of the trial: float64 [K, size, size], and the
+    rollout's episode records (:func:`run_episodes`'; returns per episode: ``adaptation_curve``).
 
     A step counts the cell the agent acts from (episode_length steps per episode, the start cell
     included); ``trials`` trials are run with :func:`run_episodes`' fixed per-env quotas."""
@@ -37,8 +39,8 @@ def cell_visits(policy, env, trials: int, size: int, *, seed: int = 0, greedy: b
         np.add.at(visits, (episode[active], pos[active, 0], pos[active, 1]), 1.0)
         episode[:] = info["trial_episode"]
 
-    run_episodes(policy, env, trials, deterministic=greedy, seed=seed, on_step=on_step)
-    return visits
+    records = run_episodes(policy, env, trials, deterministic=greedy, seed=seed, on_step=on_step)
+    return visits, records
 
 
 def goal_cell_shares(visits: np.ndarray, train_ids: Sequence[int], test_ids: Sequence[int]) -> dict[str, float]:
