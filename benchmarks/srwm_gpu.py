@@ -119,19 +119,39 @@ def triton_error(T: int, B: int, H: int, d: int, device) -> float:
     return max((a - b).abs().max().item() for a, b in zip(*outs))
 
 
-def warps_sweep(device, reps: int, tiny: bool = False) -> None:
-    """Triton forward + backward milliseconds for each warps-per-program setting (srwm_triton.NUM_WARPS)."""
-    T, B = (3, 2) if tiny else (50, 256)
-    for H, d in ((8, 16), (4, 32)):
+def warps_sweep(device, reps: int, sizes: list[tuple[int, int]], heads: list[tuple[int, int]],
+                out: list[dict]) -> None:
+    """Triton forward + backward milliseconds for each warps-per-program setting (srwm_triton.NUM_WARPS),
+    per (T, B) in ``sizes`` and (H, d) in ``heads``; one JSON line each, appended to ``out`` too."""
+    for H, d in heads:
         bd = max(4, 1 << (d - 1).bit_length())
         keep = srwm_triton.NUM_WARPS[bd]
-        res = {}
-        for w in (1, 2, 4, 8):
-            srwm_triton.NUM_WARPS[bd] = w
-            res[w] = timer(device, srwm_case(srwm_unroll_triton, T, B, H, d, device)[1], reps)
-        srwm_triton.NUM_WARPS[bd] = keep
-        print(json.dumps({"warps_sweep": f"T={T} B={B} {H}x{d}", "default": keep,
-                          "fwdbwd_ms_by_warps": {w: round(v, 3) for w, v in res.items()}}), flush=True)
+        for T, B in sizes:
+            res = {}
+            for w in (1, 2, 4, 8, 16):
+                if w == 16 and bd < 64:   # 512 threads for <= 32 x 32 fast weights: nothing left to split
+                    continue
+                srwm_triton.NUM_WARPS[bd] = w
+                res[w] = timer(device, srwm_case(srwm_unroll_triton, T, B, H, d, device)[1], reps)
+            srwm_triton.NUM_WARPS[bd] = keep
+            row = {"warps_sweep": f"T={T} B={B} {H}x{d}", "T": T, "B": B, "H": H, "d": d, "default": keep,
+                   "fwdbwd_ms_by_warps": {w: round(v, 3) for w, v in res.items()},
+                   "best": min(res, key=res.get)}
+            out.append(row)
+            print(json.dumps(row), flush=True)
+
+
+def warps_table(rows: list[dict]) -> str:
+    """Markdown: per head size and case, ms by warps, the shipped and the fastest setting."""
+    ws = sorted({int(w) for r in rows for w in r["fwdbwd_ms_by_warps"]})
+    lines = ["| H x d | T | B | " + " | ".join(f"{w} warps" for w in ws) + " | shipped | fastest |",
+             "|---|---|---|" + "---|" * len(ws) + "---|---|"]
+    for r in rows:
+        ms = r["fwdbwd_ms_by_warps"]
+        cells = [f"{ms[w]:.3f}" if w in ms else "-" for w in ws]
+        lines.append(f"| {r['H']}x{r['d']} | {r['T']} | {r['B']} | " + " | ".join(cells)
+                     + f" | {r['default']} | {r['best']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -145,8 +165,10 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     ap.add_argument("--tiny", action="store_true", help="B=2, T=3, one rep: checks the script (CPU interpreter)")
     ap.add_argument("--warps-sweep", action="store_true",
-                    help="first: triton forward + backward at B=256, T=50, 8x16 and 4x32 "
-                         "for 1, 2, 4, 8 warps per program")
+                    help="first: triton forward + backward at B=256, T=50, for each --heads "
+                         "and 1, 2, 4, 8 (16) warps per program")
+    ap.add_argument("--warps-grid", action="store_true",
+                    help="only the warps sweep, over every --T x --B x --heads, then its table")
     ap.add_argument("--out", help="write the results as JSON lines to this file")
     args = ap.parse_args()
     if args.tiny:
@@ -157,8 +179,17 @@ def main() -> None:
         print(f"triton path skipped: {triton_unavailable_reason(device)}", flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {name}; torch {torch.__version__}; cudnn {torch.backends.cudnn.version()}", flush=True)
-    if args.warps_sweep and "triton" in paths:
-        warps_sweep(device, args.reps, tiny=args.tiny)
+    head_shapes = [tuple(int(v) for v in spec.split("x")) for spec in args.heads]
+    if (args.warps_sweep or args.warps_grid) and "triton" in paths:
+        sizes = [(T, B) for T in args.T for B in args.B] if args.warps_grid or args.tiny else [(50, 256)]
+        sweep: list[dict] = []
+        warps_sweep(device, args.reps, sizes, head_shapes, sweep)
+        if args.warps_grid:
+            print(warps_table(sweep))
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in sweep)
+            return
     t_start, rows, stopped = time.time(), [], False
     for T in args.T:
         for B in args.B:

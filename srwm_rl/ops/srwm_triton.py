@@ -63,12 +63,12 @@ def triton_available(device: torch.device | str = "cuda") -> bool:
     return triton_unavailable_reason(device) is None
 
 
-# Warps per program by padded head size: the fewest warps (fewer cross-warp synchronisations in the
-# chain of small reductions each step is) whose compiled kernels keep the fast weights and their
-# gradient in registers without spilling, read from sm_90 cubins by benchmarks/triton_resources.py
-# (d = 16: 2 warps, ~115 registers; 1 warp needs 251). d = 64 spills a little even at 8 warps and
-# d = 128 a lot. Speed is still to be measured on a GPU (benchmarks/srwm_gpu.py --warps-sweep).
-NUM_WARPS: dict[int, int] = {4: 1, 8: 1, 16: 2, 32: 4, 64: 8, 128: 16}
+# Warps per program by padded head size, measured on an H200 (benchmarks/srwm_gpu.py --warps-grid,
+# forward + backward, B = 64/256/1024 x T = 50/256; BENCHMARKS.md "SRWM on a GPU"): one warp was the
+# fastest for d = 16 and d = 32 in 5 of 6 cases each (up to 2.5x faster than the 2 and 4 warps chosen
+# before from register counts alone), four warps for d = 64 in 6 of 6 (2x faster than eight). d <= 8
+# needs no more than one; d = 128 (16 warps) is unmeasured.
+NUM_WARPS: dict[int, int] = {4: 1, 8: 1, 16: 1, 32: 1, 64: 4, 128: 16}
 
 
 def _block(d: int) -> tuple[int, int]:
