@@ -39,7 +39,7 @@ TASK_FLAGS = ("--env.id srwm_rl/CartPoleNoVel-v0 --env.normalize_obs --no-policy
 
 # Every SRWM choice spelled out; a variant replaces some of them.
 BASE = {"core.kind": "srwm", "core.num_heads": "4", "core.input_softmax": "false", "core.norm": "none",
-        "core.beta_init": "0.0", "core.w0_scale": "1.0", "impala.learning_rate": "3e-4"}
+        "core.beta_init": "0.0", "core.w0_scale": "1.0", "core.short_conv": "0", "impala.learning_rate": "3e-4"}
 
 VARIANTS: dict[str, dict[str, str]] = {
     "base": {},
@@ -54,9 +54,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "lr1e-4": {"impala.learning_rate": "1e-4"},
     "lr1e-3": {"impala.learning_rate": "1e-3"},
     "lr3e-3": {"impala.learning_rate": "3e-3"},
+    "conv2": {"core.short_conv": "2"},
+    "conv4": {"core.short_conv": "4"},
     "paper": {"core.input_softmax": "true", "core.norm": "none", "core.beta_init": "0.0"},
 }
-for _kind in ("lstm", "none", "delta"):
+for _kind in ("lstm", "none", "delta"):  # core.short_conv stays 0: refused by lstm and none
     for _lr in ("1e-4", "3e-4", "1e-3", "3e-3"):
         VARIANTS[f"{_kind}-lr{_lr}"] = {"core.kind": _kind, "impala.learning_rate": _lr}
 

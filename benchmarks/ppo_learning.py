@@ -1,7 +1,7 @@
 """Learning benchmarks of recurrent PPO. Prints numbers; the thresholds are targets, not tests.
 
     .venv/bin/python benchmarks/ppo_learning.py cartpole [--seeds 1 2 3] [--budget 300000] [--minutes 20]
-        [--lr R] [--epochs E]
+        [--lr R] [--epochs E] [--short-conv K]
         SRWM-PPO, LSTM-PPO and sb3-contrib RecurrentPPO (MlpLstmPolicy, rl-zoo's settings for this task)
         on CartPole without velocity: env steps and wall time until the mean return of 20 greedy
         evaluation episodes reaches 475 (evaluated every --eval-every steps).
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.registry import TrainConfig, train  # noqa: E402
 from srwm_rl.app.presets import get_preset  # noqa: E402
+from srwm_rl.nn.cores import SHORT_CONV_CORES  # noqa: E402
 from srwm_rl.eval.rollout import run_episodes  # noqa: E402
 from srwm_rl.eval.stats import adaptation_curve  # noqa: E402
 from srwm_rl.run.config import from_dict, merge, to_dict  # noqa: E402
@@ -49,12 +50,15 @@ def eval_env(cfg: TrainConfig, norm_states, n: int, seed: int, **overrides):
 # ---- CartPole without velocity -------------------------------------------------------------------
 
 def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every: int,
-                  lr: float | None = None, epochs: int | None = None) -> dict:
+                  lr: float | None = None, epochs: int | None = None, short_conv: int | None = None) -> dict:
     base = preset_config("cartpole-novel")
+    if short_conv is not None and core in SHORT_CONV_CORES:
+        base = replace(base, core=replace(base.core, short_conv=short_conv))
     ppo = replace(base.ppo, learning_rate=lr or base.ppo.learning_rate,
                   update_epochs=epochs or base.ppo.update_epochs)
     cfg = replace(base, seed=seed, total_steps=budget, time_limit=minutes * 60, ppo=ppo,
-                  core=replace(base.core, kind=core), checkpoint_every=10**9)
+                  core=replace(base.core, kind=core, short_conv=base.core.short_conv if core in SHORT_CONV_CORES else 0),
+                  checkpoint_every=10**9)
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-cp-{core}-"))
     (run_dir / "checkpoints").mkdir()
     t0, hit, last = time.time(), {}, [0]
@@ -77,6 +81,7 @@ def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every:
 
     res = train(cfg, run_dir, progress=False, callback=on_update)
     return {"algo": f"{core}-ppo", "seed": seed, "lr": ppo.learning_rate, "epochs": ppo.update_epochs,
+            "short_conv": cfg.core.short_conv,
             "reached": "steps" in hit, **hit, "total_steps": res["global_step"], "wall_s": time.time() - t0}
 
 
@@ -184,7 +189,8 @@ def cartpole(args) -> list[dict]:
     rows = []
     for seed in args.seeds:
         for core in args.cores:
-            rows.append(cartpole_ours(core, seed, args.budget, args.minutes, args.eval_every, args.lr, args.epochs))
+            rows.append(cartpole_ours(core, seed, args.budget, args.minutes, args.eval_every, args.lr, args.epochs,
+                                      args.short_conv))
             print(json.dumps(rows[-1]), flush=True)
         if not args.skip_sb3:
             rows.append(cartpole_sb3(seed, args.budget, args.minutes, args.eval_every))
@@ -205,6 +211,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="cartpole: ppo.learning_rate (default: the preset's)")
     p.add_argument("--epochs", type=int, default=None, help="cartpole: ppo.update_epochs (default: the preset's)")
+    p.add_argument("--short-conv", type=int, default=None,
+                   help="cartpole: core.short_conv of the srwm/delta/fake_sr cores (default: the core's default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

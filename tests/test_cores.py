@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from srwm_rl.nn.cores import CORES, CoreConfig, make_core
+from srwm_rl.nn.cores import CORES, SHORT_CONV_CORES, CoreConfig, make_core
 from srwm_rl.nn.layers import delta_unroll
 
 IN = 5
@@ -11,12 +11,17 @@ IN = 5
 def build(kind, **kw):
     torch.manual_seed(0)
     cfg = CoreConfig(kind=kind, hidden_size=12, num_layers=2, num_heads=3, ff_mult=2, **kw)
-    return make_core(IN, cfg).double()
+    core = make_core(IN, cfg).double()
+    if getattr(core, "conv", None) is not None:   # it starts as the identity: give every lag a weight
+        with torch.no_grad():
+            core.conv.weight.normal_()
+    return core
 
 
 CASES = [("srwm", {"impl": "pure"}), ("srwm", {"impl": "lean"}), ("srwm", {"norm": "pre"}),
          ("srwm", {"input_softmax": False, "norm": "post"}), ("lstm", {}), ("delta", {}),
-         ("fake_sr", {}), ("none", {})]
+         ("fake_sr", {}), ("none", {}), ("srwm", {"short_conv": 3}), ("delta", {"short_conv": 2}),
+         ("fake_sr", {"short_conv": 4})]
 IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in CASES]
 
 
@@ -85,6 +90,68 @@ def test_introspect_and_state_are_batch_first(kind, kw):
         assert v.shape[0] == 6, name
     if kind == "srwm":
         assert set(core.introspect(state)) == {"delta_norm/layer0", "delta_norm/layer1"}
+
+
+def short_conv_reference(weight, h, hist, first):
+    """Step by step: a list of the previous K - 1 inputs per sample, emptied (zeros) at a reset."""
+    K = weight.shape[0]
+    T, B, _ = h.shape
+    outs, new = torch.zeros_like(h), []
+    for b in range(B):
+        past = [hist[b, i] for i in range(K - 1)]           # oldest first
+        for t in range(T):
+            if first is not None and first[t, b]:
+                past = [torch.zeros_like(p) for p in past]
+            window = past + [h[t, b]]                         # oldest ... current
+            outs[t, b] = sum(weight[j] * window[-1 - j] for j in range(K))
+            past = window[1:]
+        new.append(torch.stack(past))
+    return outs, torch.stack(new)
+
+
+@pytest.mark.parametrize("width", [2, 3, 5])
+def test_short_conv_matches_a_step_by_step_loop(width):
+    from srwm_rl.nn.layers import ShortConv
+    torch.manual_seed(width)
+    conv = ShortConv(4, width).double()
+    with torch.no_grad():
+        conv.weight.normal_()
+    T, B = 7, 3
+    h = torch.randn(T, B, 4, dtype=torch.float64)
+    hist = torch.randn(B, width - 1, 4, dtype=torch.float64)
+    first = random_first(T, B, seed=width)
+    first[0, 0], first[T - 1, 1] = True, True
+    for f in (first, None):
+        out, new = conv(h, hist, f)
+        ref_out, ref_new = short_conv_reference(conv.weight, h, hist, f)
+        torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
+        torch.testing.assert_close(new, ref_new, rtol=0, atol=1e-12)
+    state, outs = hist, []
+    for t in range(T):          # one step per call, as an actor steps: shorter than the window
+        o, state = conv(h[t:t + 1], state, first[t:t + 1])
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs), conv(h, hist, first)[0], rtol=0, atol=1e-12)
+
+
+def test_short_conv_sits_between_input_projection_and_memory_and_only_fast_weight_cores_use_it():
+    """With the kernel set to the identity (w_0 = 1, the rest 0) the core computes what it computes without."""
+    x = torch.randn(6, 2, IN, dtype=torch.float64)
+    plain = make_core(IN, CoreConfig(kind="srwm", hidden_size=12, num_heads=3, num_layers=1, short_conv=0)).double()
+    conv = make_core(IN, CoreConfig(kind="srwm", hidden_size=12, num_heads=3, num_layers=1, short_conv=3)).double()
+    w = conv.conv.weight.detach().clone()
+    assert w.abs().max() <= 3 ** -0.5 and w[1:].abs().sum() > 0        # nn.Conv1d's depthwise init
+    identity = torch.zeros_like(w)
+    identity[0] = 1.0
+    conv.load_state_dict({**plain.state_dict(), "conv.weight": identity}, strict=True)
+    torch.testing.assert_close(run(conv, x, None)[0], run(plain, x, None)[0], rtol=0, atol=1e-12)
+    assert conv.state_shapes()[-1] == (2, 12)
+    for kind in SHORT_CONV_CORES:
+        assert make_core(IN, CoreConfig(kind=kind, hidden_size=12, num_heads=3, short_conv=2)).conv is not None
+    # the LSTM has gates of its own; the feed-forward baseline must stay without memory
+    assert make_core(IN, CoreConfig(kind="lstm", short_conv=2)).state_shapes() == [(2, 128)] * 2
+    assert make_core(IN, CoreConfig(kind="none", short_conv=2)).state_shapes() == []
+    assert CoreConfig(short_conv=1).validate() == ["core.short_conv=1: must be 0 (none) or a width >= 2"]
+    assert "core.short_conv=-2" in CoreConfig(short_conv=-2).validate()[0]
 
 
 def test_srwm_paths_agree_inside_the_core():

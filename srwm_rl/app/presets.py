@@ -17,9 +17,9 @@ SIX_GAMES = "procgen:bigfish+fruitbot+maze+leaper+plunder+starpilot"
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # The SRWM core as in the paper's RL code (Irie et al. 2022): softmax on each head's input, no layer
     # norm. CoreConfig's defaults differ where the ablation (BENCHMARKS.md) measured better learning.
-    "srwm-paper": ("The paper's RL SRWM core choices (input softmax, no norm, beta bias 0); combine: "
-                   "--preset TASK,srwm-paper", {
-        "core": {"kind": "srwm", "input_softmax": True, "norm": "none", "beta_init": 0.0},
+    "srwm-paper": ("The paper's RL SRWM core choices (input softmax, no norm, beta bias 0, no short "
+                   "convolution); combine: --preset TASK,srwm-paper", {
+        "core": {"kind": "srwm", "input_softmax": True, "norm": "none", "beta_init": 0.0, "short_conv": 0},
     }),
     "bandit": ("Bernoulli bandit, 5 arms, 100 pulls per trial (RL^2 protocol), IMPALA", {
         # IMPALA: at 1M env steps, 3 seeds, held-out greedy return SRWM 55.7 [52.3, 59.0], LSTM 51.4 (random
@@ -105,7 +105,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # the paper's supervised variant (pre-LayerNorm, no input softmax), 2500 / 2000 updates of 16 tasks.
     "fewshot-5w1s": ("Few-shot 5-way 1-shot glyph classification, delayed labels (supervised, algo fewshot)", {
         "algo": "fewshot", "total_steps": 800_000, "torch_threads": 1,
-        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False},
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False,
+                 "short_conv": 0},
         "fewshot": {"num_ways": 5, "num_shots": 1, "num_queries": 3, "batch_size": 16, "learning_rate": 3e-3,
                     "distortion": 0.5, "distortion_warmup": 0.8, "eval_every": 500},
     }),
@@ -115,7 +116,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         # class, Adam 1e-3: 3 of 3 SRWM seeds >= 0.70 at 5 and at 1 shot; the wave-2 recipe (5 shots from the
         # start, 1 query, 3e-3) stayed at chance (BENCHMARKS.md, "Few-shot: a shots curriculum").
         "algo": "fewshot", "total_steps": 2_560_000, "torch_threads": 1,
-        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False},
+        "core": {"hidden_size": 64, "num_heads": 4, "num_layers": 1, "norm": "pre", "input_softmax": False,
+                 "short_conv": 0},
         "fewshot": {"num_ways": 5, "num_shots": 5, "num_queries": 3, "batch_size": 16, "learning_rate": 1e-3,
                     "distortion": 0.5, "distortion_warmup": 0.8, "shots_warmup": 0.8, "vary_shots": True,
                     "eval_every": 800},

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srwm_rl.nn.layers import NORMS, SRWM_IMPLS, DeltaLayer, FakeSRLayer, FeedForward, SRWMLayer
+from srwm_rl.nn.layers import NORMS, SRWM_IMPLS, DeltaLayer, FakeSRLayer, FeedForward, ShortConv, SRWMLayer
 from srwm_rl.ops.srwm import check_first
 
 State = tuple[Tensor, ...]
@@ -57,6 +57,8 @@ class CoreConfig:
     """SRWM ablation: detach the state after every step, as the authors' RL code (no gradient through self-modification)."""
     reset_every_unroll: bool = False
     """Ablation: start every forward call (unroll) from a zero state instead of the carried one."""
+    short_conv: int = 2
+    """srwm, delta, fake_sr: width K of a causal depthwise convolution over time on the memory layers' input (each channel mixes the current and K - 1 previous steps, cleared at episode starts); 0 = none (the paper's core). The lstm and none cores have none (the feed-forward baseline stays memoryless). 2 was chosen by measurement (BENCHMARKS.md, "Wave 6: a short convolution")."""
 
     def validate(self) -> list[str]:
         """Problems as 'field=value: what is allowed' strings (empty when valid)."""
@@ -72,6 +74,8 @@ class CoreConfig:
             errs.append(f"core.hidden_size={self.hidden_size}: must be divisible by core.num_heads={self.num_heads}")
         if self.norm not in NORMS:
             errs.append(f"core.norm={self.norm!r}: must be one of {list(NORMS)}")
+        if self.short_conv < 0 or self.short_conv == 1:
+            errs.append(f"core.short_conv={self.short_conv}: must be 0 (none) or a width >= 2")
         if self.impl not in ("auto", *SRWM_IMPLS):
             errs.append(f"core.impl={self.impl!r}: must be one of {['auto', *SRWM_IMPLS]}")
         return errs
@@ -126,6 +130,9 @@ def check_core_inputs(core: Core, x: Tensor, state: State, first: Optional[Tenso
 
 
 CORES: dict[str, Callable[[int, CoreConfig], Core]] = {}
+# The cores that use ``core.short_conv``: the fast-weight ones. The LSTM has its own gates, and the
+# feed-forward core is the memoryless baseline, which a convolution over time would give a memory.
+SHORT_CONV_CORES = ("srwm", "delta", "fake_sr")
 
 
 def register_core(name: str):
@@ -147,20 +154,31 @@ def make_core(input_size: int, cfg: CoreConfig) -> Core:
 
 
 class _Stacked(Core):
-    """Input projection (Linear + ReLU) then N x [memory layer + feed-forward block]."""
+    """Input projection (Linear + ReLU), an optional short convolution over time, then
+    N x [memory layer + feed-forward block]. State: the memory layers' states, then the
+    convolution's history [B, K - 1, D] when ``core.short_conv`` is set."""
 
-    def __init__(self, input_size: int, cfg: CoreConfig, layers: list[nn.Module]):
+    def __init__(self, input_size: int, cfg: CoreConfig, layers: list[nn.Module], short_conv: int = 0):
         super().__init__()
         self.input_size, self.output_size = input_size, cfg.hidden_size
         self.in_proj = nn.Linear(input_size, cfg.hidden_size)
+        self.conv = ShortConv(cfg.hidden_size, short_conv) if short_conv else None
         self.layers = nn.ModuleList(layers)
         self.ffs = nn.ModuleList(FeedForward(cfg.hidden_size, cfg.ff_mult) for _ in layers)
 
-    def state_shapes(self) -> list[tuple[int, ...]]:
+    def memory_shapes(self) -> list[tuple[int, ...]]:
+        """Per-sample state shapes of the memory layers (without the convolution's history)."""
         return [layer.state_shape() for layer in self.layers if hasattr(layer, "state_shape")]
 
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        return self.memory_shapes() + ([self.conv.state_shape()] if self.conv is not None else [])
+
     def _forward(self, x, state, first):
-        h, states, new = F.relu(self.in_proj(x)), iter(state), []
+        h, new = F.relu(self.in_proj(x)), []
+        if self.conv is not None:
+            h, hist = self.conv(h, state[-1], first)
+            state = state[:-1]
+        states = iter(state)
         for layer, ff in zip(self.layers, self.ffs):
             if hasattr(layer, "state_shape"):
                 h, s = layer(h, next(states), first)
@@ -168,7 +186,7 @@ class _Stacked(Core):
             else:
                 h = layer(h)
             h = ff(h)
-        return h, tuple(new)
+        return h, tuple(new) + ((hist,) if self.conv is not None else ())
 
 
 @register_core("srwm")
@@ -180,11 +198,11 @@ class SRWMCore(_Stacked):
             SRWMLayer(cfg.hidden_size, cfg.num_heads, input_softmax=cfg.input_softmax, norm=cfg.norm,
                       beta_init=cfg.beta_init, w0_scale=cfg.w0_scale, impl=cfg.impl,
                       detach_every_step=cfg.detach_every_step)
-            for _ in range(cfg.num_layers)])
+            for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
 
     def introspect(self, state):
         """Norm of the self-modification Delta per layer and head: 'delta_norm/layer{i}' [B, H]."""
-        return {f"delta_norm/layer{i}": s.flatten(2).norm(dim=-1) for i, s in enumerate(state)}
+        return {f"delta_norm/layer{i}": s.flatten(2).norm(dim=-1) for i, s in enumerate(state[:len(self.layers)])}
 
 
 @register_core("delta")
@@ -193,10 +211,10 @@ class DeltaCore(_Stacked):
 
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [DeltaLayer(cfg.hidden_size, cfg.num_heads)
-                                           for _ in range(cfg.num_layers)])
+                                           for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
 
     def introspect(self, state):
-        return {f"fast_weight_norm/layer{i}": s.flatten(2).norm(dim=-1) for i, s in enumerate(state)}
+        return {f"fast_weight_norm/layer{i}": s.flatten(2).norm(dim=-1) for i, s in enumerate(state[:len(self.layers)])}
 
 
 @register_core("fake_sr")
@@ -206,7 +224,7 @@ class FakeSRCore(_Stacked):
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [FakeSRLayer(cfg.hidden_size, cfg.num_heads,
                                                        input_softmax=cfg.input_softmax, norm=cfg.norm)
-                                           for _ in range(cfg.num_layers)])
+                                           for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
 
 
 @register_core("none")

@@ -95,6 +95,50 @@ class FeedForward(nn.Module):
         return h + self.fc2(F.relu(self.fc1(self.norm(h))))
 
 
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over time of width K: out_t = sum_j w_j * h_{t-j}, j = 0..K-1.
+
+    Each channel mixes its current input with its K - 1 previous ones (a "short convolution", as
+    linear-attention and fast-weight layers use in front of their memory). An episode start clears
+    the history: inputs from before a reset count as zeros. No bias (the input projection has one).
+
+    h [T, B, D], state: the previous K - 1 inputs [B, K - 1, D] (oldest first, already zeroed where a
+    reset cut them off), first: bool [T, B] or None. Returns (out [T, B, D], new state).
+    """
+
+    def __init__(self, dim: int, width: int):
+        super().__init__()
+        if width < 2:
+            raise ValueError(f"short convolution width={width}: must be >= 2")
+        self.width = width
+        # nn.Conv1d's default for a depthwise kernel: U(-1/sqrt(K), 1/sqrt(K)). Starting from the
+        # identity (w_0 = 1, the rest 0) instead, RMSprop at 1e-3 needed ~500k env steps to form
+        # differences of consecutive inputs on CartPole without velocity (BENCHMARKS.md, "Wave 6").
+        bound = 1.0 / math.sqrt(width)
+        self.weight = nn.Parameter(torch.empty(width, dim).uniform_(-bound, bound))
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.width - 1, self.weight.shape[1])
+
+    def forward(self, h: Tensor, hist: Tensor, first: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        T, B, _ = h.shape
+        K = self.width
+        padded = torch.cat([hist.transpose(0, 1), h])                   # [K - 1 + T, B, D]
+        # alive[t]: no reset before step t; row T stands for the next call's first step (its own
+        # reset, if any, is applied then).
+        alive = torch.ones(T + 1, B, dtype=torch.bool, device=h.device)
+        if first is not None:
+            alive[:T] = ~first
+        keep, out, new_hist = alive, self.weight[0] * h, []
+        for j in range(1, K):
+            # lag j at step t (t = 0..T): input t - j, kept when no reset at steps t - j + 1 .. t
+            lagged = padded[K - 1 - j:K + T - j] * keep.unsqueeze(-1).to(h.dtype)   # [T + 1, B, D]
+            out = out + self.weight[j] * lagged[:T]
+            new_hist.append(lagged[T])
+            keep = keep & torch.cat([alive.new_ones(j, B), alive])[:T + 1]   # alive[t - j], True before 0
+        return out, torch.stack(new_hist[::-1], dim=1)
+
+
 class _Residual(nn.Module):
     """Shared residual wiring with a norm placement: 'none' h + f(h), 'pre' h + f(LN h), 'post' LN(h + f(h))."""
 

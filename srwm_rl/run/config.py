@@ -26,7 +26,7 @@ RENAMED: dict[str, str] = {"impala.learner_chunk": "policy.encoder_chunk"}
 # Defaults that changed: dotted name -> the default before the change. A saved config (config.json, a
 # checkpoint) whose section lacks the option was written when the old default applied, so it loads with
 # the old value. (Configs written by srwm-rl are complete, so this is a guard for hand-made or trimmed ones.)
-OLD_DEFAULTS: dict[str, Any] = {"core.input_softmax": True, "core.norm": "none"}
+OLD_DEFAULTS: dict[str, Any] = {"core.input_softmax": True, "core.norm": "none", "core.short_conv": 0}
 
 
 @dataclass(frozen=True)
