@@ -66,12 +66,17 @@ def test_saved_config_without_a_changed_default_keeps_the_old_one():
     del saved["core"]["norm"]                            # written when the default was none (before wave 3)
     assert TrainConfig().core.norm == "pre" and from_dict(TrainConfig, saved).core.norm == "none"
     assert parse("--preset", "srwm-paper").core.norm == "none"
+    del saved["core"]["short_conv"]                      # written before the option existed (wave 6)
+    assert TrainConfig().core.short_conv == 2 and from_dict(TrainConfig, saved).core.short_conv == 0
+    assert parse("--preset", "cartpole-novel,srwm-paper").core.short_conv == 0
+    assert parse("--preset", "fewshot-5w5s").core.short_conv == 0      # measured without it
 
 
 @pytest.mark.parametrize("argv,match", [
     (["--ppo.learning_rate", "-1"], r"ppo.learning_rate=-1.0: must be > 0"),
     (["--env.num_envs", "6", "--ppo.num_minibatches", "4"], r"env.num_envs=6 is not divisible by ppo.num_minibatches=4"),
     (["--core.kind", "gru"], r"core.kind='gru': must be one of"),
+    (["--core.short_conv", "1"], r"core.short_conv=1: must be 0 \(none\) or a width >= 2"),
     (["--policy.encoder", "resnet"], r"policy.encoder='resnet'"),
     (["--device", "cuda:3"], r"device='cuda:3'"),
     (["--preset", "bandt"], r"did you mean bandit"),
