@@ -32,7 +32,7 @@ from impala_learning import evaluate_run, train_until, TASKS  # noqa: E402
 
 from srwm_rl.eval.stats import mean_ci  # noqa: E402
 
-TASK_FLAGS = ("--env.id srwm_rl/CartPoleNoVel-v0 --env.normalize_obs --no-policy.prev_action --no-policy.prev_reward "
+TASK_FLAGS = ("--env.normalize_obs --no-policy.prev_action --no-policy.prev_reward "
               "--core.hidden_size 64 --core.num_layers 1 "
               "--impala.num_actors 2 --impala.envs_per_actor 8 --impala.batch_size 16 --impala.unroll_length 32 "
               "--impala.entropy_cost 0.001 --torch_threads 1")
@@ -58,7 +58,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "conv4": {"core.short_conv": "4"},
     "paper": {"core.input_softmax": "true", "core.norm": "none", "core.beta_init": "0.0"},
 }
-for _kind in ("lstm", "none", "delta"):  # core.short_conv stays 0: refused by lstm and none
+for _kind in ("lstm", "none", "delta", "fake_sr"):  # core.short_conv stays 0 (lstm and none have none)
     for _lr in ("1e-4", "3e-4", "1e-3", "3e-3"):
         VARIANTS[f"{_kind}-lr{_lr}"] = {"core.kind": _kind, "impala.learning_rate": _lr}
 
@@ -79,7 +79,7 @@ def variant_name(text: str) -> str:
     return text
 
 
-def flags(variant: str) -> str:
+def flags(variant: str, env_id: str = "srwm_rl/CartPoleNoVel-v0") -> str:
     """The command-line flags of a variant (task flags + every choice of BASE, replaced by the variant's)."""
     opts = {**BASE, **changes(variant)}
     out = []
@@ -88,7 +88,7 @@ def flags(variant: str) -> str:
             out.append(f"--{k}" if v == "true" else f"--no-{k}")
         else:
             out.append(f"--{k} {v}")
-    return TASK_FLAGS + " " + " ".join(out)
+    return f"--env.id {env_id} " + TASK_FLAGS + " " + " ".join(out)
 
 
 def summarize(results: list[dict], budget: int) -> str:
@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=1_500_000, help="env steps per run")
     ap.add_argument("--max-seconds", type=float, default=600, help="wall-time cap per run")
     ap.add_argument("--target", type=float, default=475.0)
+    ap.add_argument("--env-id", default="srwm_rl/CartPoleNoVel-v0",
+                    help="the task (CartPole-v1: the same task with velocity, a control without the memory need)")
     ap.add_argument("--json", default="core_ablation.jsonl", help="append each result as a JSON line here")
     ap.add_argument("--summary", help="only print the table of the results in this JSON-lines file")
     args = ap.parse_args()
@@ -132,9 +134,9 @@ def main() -> None:
     results = []
     for variant in args.variants:
         for seed in args.seeds:
-            r = train_until("ablation", seed, flags(variant), args.budget, args.max_seconds, args.target)
+            r = train_until("ablation", seed, flags(variant, args.env_id), args.budget, args.max_seconds, args.target)
             r.update(evaluate_run(r["run_dir"], "test", 32))
-            r.update(variant=variant, budget=args.budget, flags=flags(variant))
+            r.update(variant=variant, budget=args.budget, flags=flags(variant, args.env_id), env_id=args.env_id)
             results.append(r)
             print(json.dumps(r), flush=True)
             with open(args.json, "a") as f:
