@@ -52,13 +52,12 @@ def eval_env(cfg: TrainConfig, norm_states, n: int, seed: int, **overrides):
 def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every: int,
                   lr: float | None = None, epochs: int | None = None, short_conv: int | None = None) -> dict:
     base = preset_config("cartpole-novel")
-    if short_conv is not None and core in SHORT_CONV_CORES:
+    if short_conv is not None:
         base = replace(base, core=replace(base.core, short_conv=short_conv))
     ppo = replace(base.ppo, learning_rate=lr or base.ppo.learning_rate,
                   update_epochs=epochs or base.ppo.update_epochs)
     cfg = replace(base, seed=seed, total_steps=budget, time_limit=minutes * 60, ppo=ppo,
-                  core=replace(base.core, kind=core, short_conv=base.core.short_conv if core in SHORT_CONV_CORES else 0),
-                  checkpoint_every=10**9)
+                  core=replace(base.core, kind=core), checkpoint_every=10**9)
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-cp-{core}-"))
     (run_dir / "checkpoints").mkdir()
     t0, hit, last = time.time(), {}, [0]
@@ -81,7 +80,7 @@ def cartpole_ours(core: str, seed: int, budget: int, minutes: float, eval_every:
 
     res = train(cfg, run_dir, progress=False, callback=on_update)
     return {"algo": f"{core}-ppo", "seed": seed, "lr": ppo.learning_rate, "epochs": ppo.update_epochs,
-            "short_conv": cfg.core.short_conv,
+            "short_conv": cfg.core.short_conv if core in SHORT_CONV_CORES else 0,   # lstm: none
             "reached": "steps" in hit, **hit, "total_steps": res["global_step"], "wall_s": time.time() - t0}
 
 

@@ -130,9 +130,6 @@ def check_core_inputs(core: Core, x: Tensor, state: State, first: Optional[Tenso
 
 
 CORES: dict[str, Callable[[int, CoreConfig], Core]] = {}
-# The cores that use ``core.short_conv``: the fast-weight ones. The LSTM has its own gates, and the
-# feed-forward core is the memoryless baseline, which a convolution over time would give a memory.
-SHORT_CONV_CORES = ("srwm", "delta", "fake_sr")
 
 
 def register_core(name: str):
@@ -158,20 +155,21 @@ class _Stacked(Core):
     N x [memory layer + feed-forward block]. State: the memory layers' states, then the
     convolution's history [B, K - 1, D] when ``core.short_conv`` is set."""
 
-    def __init__(self, input_size: int, cfg: CoreConfig, layers: list[nn.Module], short_conv: int = 0):
+    takes_short_conv = True
+    """Whether ``core.short_conv`` applies (False for the memoryless feed-forward core)."""
+
+    def __init__(self, input_size: int, cfg: CoreConfig, layers: list[nn.Module]):
         super().__init__()
         self.input_size, self.output_size = input_size, cfg.hidden_size
         self.in_proj = nn.Linear(input_size, cfg.hidden_size)
-        self.conv = ShortConv(cfg.hidden_size, short_conv) if short_conv else None
+        width = cfg.short_conv if self.takes_short_conv else 0
+        self.conv = ShortConv(cfg.hidden_size, width) if width else None
         self.layers = nn.ModuleList(layers)
         self.ffs = nn.ModuleList(FeedForward(cfg.hidden_size, cfg.ff_mult) for _ in layers)
 
-    def memory_shapes(self) -> list[tuple[int, ...]]:
-        """Per-sample state shapes of the memory layers (without the convolution's history)."""
-        return [layer.state_shape() for layer in self.layers if hasattr(layer, "state_shape")]
-
     def state_shapes(self) -> list[tuple[int, ...]]:
-        return self.memory_shapes() + ([self.conv.state_shape()] if self.conv is not None else [])
+        extra = [self.conv] if self.conv is not None else []
+        return [m.state_shape() for m in [*self.layers, *extra] if hasattr(m, "state_shape")]
 
     def _forward(self, x, state, first):
         h, new = F.relu(self.in_proj(x)), []
@@ -198,7 +196,7 @@ class SRWMCore(_Stacked):
             SRWMLayer(cfg.hidden_size, cfg.num_heads, input_softmax=cfg.input_softmax, norm=cfg.norm,
                       beta_init=cfg.beta_init, w0_scale=cfg.w0_scale, impl=cfg.impl,
                       detach_every_step=cfg.detach_every_step)
-            for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
+            for _ in range(cfg.num_layers)])
 
     def introspect(self, state):
         """Norm of the self-modification Delta per layer and head: 'delta_norm/layer{i}' [B, H]."""
@@ -211,7 +209,7 @@ class DeltaCore(_Stacked):
 
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [DeltaLayer(cfg.hidden_size, cfg.num_heads)
-                                           for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
+                                           for _ in range(cfg.num_layers)])
 
     def introspect(self, state):
         return {f"fast_weight_norm/layer{i}": s.flatten(2).norm(dim=-1) for i, s in enumerate(state[:len(self.layers)])}
@@ -224,12 +222,14 @@ class FakeSRCore(_Stacked):
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [FakeSRLayer(cfg.hidden_size, cfg.num_heads,
                                                        input_softmax=cfg.input_softmax, norm=cfg.norm)
-                                           for _ in range(cfg.num_layers)], short_conv=cfg.short_conv)
+                                           for _ in range(cfg.num_layers)])
 
 
 @register_core("none")
 class FeedForwardCore(_Stacked):
     """No memory: input projection and N feed-forward blocks."""
+
+    takes_short_conv = False     # a convolution over time would give the memoryless baseline a memory
 
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg, [nn.Identity() for _ in range(cfg.num_layers)])
@@ -263,3 +263,8 @@ class LSTMCore(Core):
 
     def introspect(self, state):
         return {"cell_norm": state[1].norm(dim=-1)}
+
+
+# The cores that use ``core.short_conv``: the fast-weight ones (the LSTM has its own gates and no
+# convolution; the feed-forward core stays memoryless).
+SHORT_CONV_CORES = tuple(k for k, c in CORES.items() if getattr(c, "takes_short_conv", False))
