@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/darkroom_search.py runs/demo                 # the `make demo` run
     .venv/bin/python benchmarks/darkroom_search.py RUN_DIR --trials 512 --greedy
+    .venv/bin/python benchmarks/darkroom_search.py CONTROL_RUN --split '{"test_fraction": 0.2}'
 
 Rolls the agent out on training goals and on held-out goals (``task_split`` test), with the same
 number of trials, and counts the cells it acts from in each episode of the trial on the training goals
@@ -9,11 +10,15 @@ number of trials, and counts the cells it acts from in each episode of the trial
 spent per training-goal cell and per held-out-goal cell, against the uniform 1 / size^2. A searcher
 whose first episode never stands on a held-out cell cannot score there before it has exhausted the
 cells it was rewarded in: the held-out curve then measures the training prior, not the adaptation.
-Writes ``darkroom_search.json`` in the run directory (or ``--out``).
+``--split`` scores the agent on another partition of the goals (env kwargs over the run's own): the
+control trained with ``test_fraction`` 0 (every goal rewarded in training) is scored on the default
+partition's 16 "held-out" and 65 "training" cells, which separates the cells' geometry from the prior
+a split teaches. Writes ``darkroom_search.json`` in the run directory (or ``--out``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,6 +40,9 @@ def main() -> int:
     p.add_argument("--greedy", action="store_true", help="most likely actions (default: sampled, as in training)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    p.add_argument("--split", default=None, metavar="JSON",
+                   help="env kwargs that define the goal partition to score on, over the run's own "
+                        "(e.g. '{\"test_fraction\": 0.2, \"split_seed\": 0}')")
     args = p.parse_args()
     agent = load_agent(args.run_dir)
     cfg = agent.config
@@ -43,22 +51,30 @@ def main() -> int:
               f"(got env.id={cfg.env.id!r}, normalize_obs={cfg.env.normalize_obs}, "
               f"trial_episodes={cfg.env.trial_episodes})", file=sys.stderr)
         return 2
-    room = DarkRoom(**cfg.env.kwargs)
+    kwargs = {**cfg.env.kwargs, **(json.loads(args.split) if args.split else {})}
+    try:
+        room = DarkRoom(**kwargs, task_split="test")
+    except (ValueError, TypeError) as e:
+        print(f"{args.run_dir}: no held-out goals to score on ({e}); give a partition with --split", file=sys.stderr)
+        return 2
+    env_cfg = dataclasses.replace(cfg.env, kwargs=kwargs)
     size, train_ids, test_ids = room.size, room.task_ids("train"), room.task_ids("test")
 
     def returns(records) -> list[float]:
         return [row["mean"] for row in adaptation_curve(records)]
 
     # One rollout on the training goals gives both their returns and the visits.
-    visits, train_records = cell_visits(agent.policy, make_env(cfg.env, cfg.policy, args.seed, 32, task_split="train"),
+    visits, train_records = cell_visits(agent.policy, make_env(env_cfg, cfg.policy, args.seed, 32, task_split="train"),
                                         args.trials, size, seed=args.seed, greedy=args.greedy)
-    test_env = make_env(cfg.env, cfg.policy, args.seed, 32, task_split="test")
+    test_env = make_env(env_cfg, cfg.policy, args.seed, 32, task_split="test")
     ret_train = returns(train_records)
     ret_test = returns(run_episodes(agent.policy, test_env, args.trials, deterministic=args.greedy, seed=args.seed))
-    out: dict = {"run_dir": args.run_dir, "size": size, "trials": args.trials, "greedy": args.greedy,
+    out: dict = {"run_dir": args.run_dir, "env_kwargs": kwargs, "size": size, "trials": args.trials, "greedy": args.greedy,
                  "held_out_cells": [list(divmod(int(t), size)) for t in test_ids], "episodes": []}
     print(f"{args.run_dir}: {size}x{size}, {len(train_ids)} training goals, {len(test_ids)} held out; "
           f"{args.trials} trials per goal set, {'greedy' if args.greedy else 'sampled'} actions")
+    if args.split:
+        print(f"(goal sets of the partition {json.dumps(kwargs)}; the agent trained on {json.dumps(cfg.env.kwargs)})")
     print("| episode | return, training goals | return, held-out goals | steps per training-goal cell "
           "| steps per held-out cell | steps on held-out cells (count) |")
     print("|---|---|---|---|---|---|")

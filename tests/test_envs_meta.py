@@ -64,6 +64,23 @@ def test_task_splits_are_disjoint_in_task_parameters():
     assert not arms["train"] & arms["test"]
 
 
+@pytest.mark.parametrize("cls", [DarkRoom, DarkKeyToDoor])
+def test_test_fraction_zero_trains_on_every_task_and_has_no_test_split(cls):
+    """The control without held-out tasks: the training set is every task; a test env is refused."""
+    full, split = cls(test_fraction=0.0), cls()
+    every = np.union1d(split.task_ids("train"), split.task_ids("test"))
+    np.testing.assert_array_equal(full.task_ids("train"), every)
+    assert len(full.task_ids("test")) == 0
+    full.reset(seed=0)
+    held_out = int(split.task_ids("test")[0])
+    full.reset(options={"task_id": held_out})  # a goal the split holds out is a training task here
+    assert full.task_id == held_out
+    with pytest.raises(ValueError, match=r"task_split='test' is not valid with test_fraction=0.*allowed"):
+        cls(test_fraction=0, task_split="test")
+    with pytest.raises(ValueError, match=r"test_fraction=1.0 is not valid; expected 0 <= test_fraction < 1"):
+        cls(test_fraction=1.0)
+
+
 def test_bad_task_split_and_parameters_name_the_field():
     with pytest.raises(ValueError, match="task_split='val'.*'train', 'test'"):
         DarkRoom(task_split="val")

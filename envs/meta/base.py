@@ -38,12 +38,13 @@ def check_int(name: str, value: Any, minimum: int) -> int:
 def split_ids(num_ids: int, test_fraction: float, split_seed: int) -> dict[str, np.ndarray]:
     """Deterministic partition of ``range(num_ids)`` into sorted, disjoint "train" and "test" id arrays.
 
-    The test set holds ``round(test_fraction * num_ids)`` ids (at least one of each split).
+    The test set holds ``round(test_fraction * num_ids)`` ids (at least one of each split), or none at all
+    for ``test_fraction == 0``: every id is a training id (a control without held-out tasks).
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction!r} is not valid; expected 0 < test_fraction < 1")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction={test_fraction!r} is not valid; expected 0 <= test_fraction < 1")
     perm = np.random.default_rng(split_seed).permutation(num_ids)
-    n_test = min(max(1, round(test_fraction * num_ids)), num_ids - 1)
+    n_test = 0 if test_fraction == 0 else min(max(1, round(test_fraction * num_ids)), num_ids - 1)
     return {"train": np.sort(perm[n_test:]), "test": np.sort(perm[:n_test])}
 
 

@@ -12,7 +12,8 @@ The agent sees only its own cell, ``[row, col]`` as float32 [2], in a ``size x s
   Tasks: the ``size**2 * (size**2 - 1)`` ordered (key, door) pairs, id ``key * size**2 + door``.
 
 Train and test task sets: a fixed random partition (``split_seed``) with ``test_fraction`` of the
-tasks held out for testing.
+tasks held out for testing. ``test_fraction=0`` holds none out: the training set is every task (a
+control: an agent trained so can be scored on another partition's cells, whose goals it was rewarded on).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class _DarkGrid(MetaEnv):
         self.pos = np.zeros(2, np.int64)
         self._t = 0
         self._splits = split_ids(self._num_tasks(), self.test_fraction, self.split_seed)
+        if len(self.task_ids(self.task_split)) == 0:
+            raise ValueError(f"task_split={task_split!r} is not valid with test_fraction={test_fraction!r}: "
+                             f"that split has no tasks (allowed: 'train', or a test_fraction > 0)")
 
     def _num_tasks(self) -> int:
         raise NotImplementedError
