@@ -59,3 +59,36 @@ def test_goal_cell_shares_and_bad_inputs():
     wrong_size = envs.make("srwm_rl/DarkRoom-v0", num_envs=2, seed=0, trial_episodes=2, size=4)
     with pytest.raises(ValueError, match="not raw cells of a 2x2 room"):
         cell_visits(RandomPolicy(), wrong_size, 2, 2)
+
+
+def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, monkeypatch, capsys):
+    """benchmarks/darkroom_search.py: a run trained on every goal (test_fraction 0) has no held-out goals
+    of its own (exit 2 naming the fix); --split scores it on the named partition's cells."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    from envs.meta.darkroom import DarkRoom
+    from evaluation_helpers import make_run, tiny_config
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "darkroom_search.py"
+    spec = importlib.util.spec_from_file_location("darkroom_search", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    kwargs = {"size": 4, "episode_length": 5, "test_fraction": 0}
+    run = make_run(tmp_path / "control", tiny_config("srwm_rl/DarkRoom-v0", trial_episodes=2, kwargs=kwargs))
+    monkeypatch.setattr(sys, "argv", ["darkroom_search.py", str(run), "--trials", "4"])
+    assert script.main() == 2
+    assert "give a partition with --split" in capsys.readouterr().err
+    split = {"test_fraction": 0.25, "split_seed": 3}
+    monkeypatch.setattr(sys, "argv", ["darkroom_search.py", str(run), "--trials", "4", "--split", json.dumps(split)])
+    assert script.main() == 0
+    out = json.loads((run / "darkroom_search.json").read_text())
+    expected = DarkRoom(size=4, **split).task_ids("test")
+    assert out["held_out_cells"] == [list(divmod(int(t), 4)) for t in expected] and len(expected) == 4
+    assert out["env_kwargs"] == {**kwargs, **split} and len(out["episodes"]) == 2
+    for e in out["episodes"]:  # the count and the shares come from the same visits, on the named cells
+        steps = 4 * 5              # trials x episode_length
+        assert e["held_out_steps"] == round(e["held_out_total"] * steps)
+        assert e["per_held_out_cell"] * 4 + e["per_training_cell"] * 12 == pytest.approx(1.0)
