@@ -51,7 +51,14 @@ def main() -> int:
               f"(got env.id={cfg.env.id!r}, normalize_obs={cfg.env.normalize_obs}, "
               f"trial_episodes={cfg.env.trial_episodes})", file=sys.stderr)
         return 2
-    kwargs = {**cfg.env.kwargs, **(json.loads(args.split) if args.split else {})}
+    try:
+        split = json.loads(args.split) if args.split else {}
+        if not isinstance(split, dict):
+            raise ValueError(f"got a {type(split).__name__}")
+    except ValueError as e:
+        print(f"--split={args.split!r} is not valid: {e}; expected a JSON object of env kwargs", file=sys.stderr)
+        return 2
+    kwargs = {**cfg.env.kwargs, **split}
     try:
         room = DarkRoom(**kwargs, task_split="test")
     except (ValueError, TypeError) as e:
