@@ -1,5 +1,5 @@
-"""Checkpoints written by srwm-rl 0.1.0 (before the renovation into floors) still load, compute exactly
-what they computed then, evaluate, and resume (tests/data/legacy_0_1/README.md)."""
+"""Checkpoints written by srwm-rl 0.1.0 (before the renovation into floors) still load, compute what
+they computed then (to float32 rounding), evaluate, and resume (tests/data/legacy_0_1/README.md)."""
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +15,10 @@ from srwm_rl.run.agent import load_agent
 
 DATA = Path(__file__).parent / "data" / "legacy_0_1"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
+# The expected outputs were computed on one machine; float32 kernels differ in the last bits between
+# CPUs (AVX2 vs AVX-512 reductions: measured up to 3.6e-7 on values of order 1). "Computes what it
+# computed" means equal to float32 rounding across machines, far below any change of the function.
+SAME = dict(rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture
@@ -36,8 +40,8 @@ def test_policy_checkpoints_compute_what_they_computed(name):
     first[0] = True
     with torch.no_grad():
         dist, value, _ = policy(obs, policy.initial_state(B), first)
-    torch.testing.assert_close(dist.logits, torch.tensor(want["logits"]), rtol=0, atol=0)
-    torch.testing.assert_close(value, torch.tensor(want["value"]), rtol=0, atol=0)
+    torch.testing.assert_close(dist.logits, torch.tensor(want["logits"]), **SAME)
+    torch.testing.assert_close(value, torch.tensor(want["value"]), **SAME)
     got = [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in s.items()} for s in ckpt["normalizers"]]
     assert got == want["normalizers"]
 
@@ -46,7 +50,7 @@ def test_fewshot_checkpoint_computes_what_it_computed():
     cfg, model, _ = load_fewshot(DATA / "fewshot")
     with torch.no_grad():
         logits, _ = model(torch.tensor(EXPECTED["fewshot"]["x"]))
-    torch.testing.assert_close(logits, torch.tensor(EXPECTED["fewshot"]["logits"]), rtol=0, atol=0)
+    torch.testing.assert_close(logits, torch.tensor(EXPECTED["fewshot"]["logits"]), **SAME)
 
 
 def test_old_runs_evaluate_and_resume(copy_of, capsys):
