@@ -13,7 +13,11 @@ cells it was rewarded in: the held-out curve then measures the training prior, n
 ``--split`` scores the agent on another partition of the goals (env kwargs over the run's own): the
 control trained with ``test_fraction`` 0 (every goal rewarded in training) is scored on the default
 partition's 16 "held-out" and 65 "training" cells, which separates the cells' geometry from the prior
-a split teaches. Writes ``darkroom_search.json`` in the run directory (or ``--out``).
+a split teaches. A second table splits the last episode into finding the goal (the share of trials
+that reached it before the last episode) and coming back to it (of those, the share that reach it again
+in the last, and their return): a held-out gap is either a search that did not get there in time or a
+return that does not carry to cells never rewarded in training. Writes ``darkroom_search.json`` in the
+run directory (or ``--out``).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.meta.darkroom import DarkRoom  # noqa: E402
 from srwm_rl.eval.rollout import run_episodes  # noqa: E402
-from srwm_rl.eval.search import cell_visits, goal_cell_shares  # noqa: E402
+from srwm_rl.eval.search import cell_visits, find_and_return, goal_cell_shares  # noqa: E402
 from srwm_rl.eval.stats import adaptation_curve  # noqa: E402
 from srwm_rl.run.agent import load_agent  # noqa: E402
 from srwm_rl.run.environment import make_env  # noqa: E402
@@ -74,8 +78,9 @@ def main() -> int:
     visits, train_records = cell_visits(agent.policy, make_env(env_cfg, cfg.policy, args.seed, 32, task_split="train"),
                                         args.trials, size, seed=args.seed, greedy=args.greedy)
     test_env = make_env(env_cfg, cfg.policy, args.seed, 32, task_split="test")
-    ret_train = returns(train_records)
-    ret_test = returns(run_episodes(agent.policy, test_env, args.trials, deterministic=args.greedy, seed=args.seed))
+    test_records = run_episodes(agent.policy, test_env, args.trials, deterministic=args.greedy, seed=args.seed)
+    ret_train, ret_test = returns(train_records), returns(test_records)
+    found = {"training": find_and_return(train_records), "held_out": find_and_return(test_records)}
     out: dict = {"run_dir": args.run_dir, "env_kwargs": kwargs, "size": size, "trials": args.trials, "greedy": args.greedy,
                  "held_out_cells": [list(divmod(int(t), size)) for t in test_ids], "episodes": []}
     print(f"{args.run_dir}: {size}x{size}, {len(train_ids)} training goals, {len(test_ids)} held out; "
@@ -93,6 +98,14 @@ def main() -> int:
         print(f"| {k + 1} | {ret_train[k]:.2f} | {ret_test[k]:.2f} | {share['per_training_cell']:.4f} | "
               f"{share['per_held_out_cell']:.4f} | {count} of {int(visits[k].sum())} |")
     print(f"(uniform share per cell: {1 / size**2:.4f}; steps counted on the training-goal trials)")
+    out["find_and_return"] = found
+    print("\nThe last episode, split into finding the goal and coming back to it (srwm_rl.eval.search.find_and_return):")
+    print("| goals | found by episode 1..K | found before the last episode | of those, back in the last | "
+          "last-episode return if found before / if not |")
+    print("|---|---|---|---|---|")
+    for name, f in found.items():
+        print(f"| {name} | {' -> '.join(f'{x:.2f}' for x in f['found_by'])} | {f['found_before_last']:.2f} | "
+              f"{f['returned']:.2f} | {f['last_if_found']:.2f} / {f['last_if_not_found']:.2f} |")
     folder = Path(args.out or args.run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "darkroom_search.json").write_text(json.dumps(out, indent=1))

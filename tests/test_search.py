@@ -7,7 +7,8 @@ import torch
 
 import envs
 from srwm_rl.eval.rollout import run_episodes
-from srwm_rl.eval.search import cell_visits, goal_cell_shares
+from srwm_rl.eval.rollout import EpisodeRecord
+from srwm_rl.eval.search import cell_visits, find_and_return, goal_cell_shares
 
 
 class RandomPolicy(torch.nn.Module):
@@ -61,6 +62,39 @@ def test_goal_cell_shares_and_bad_inputs():
         cell_visits(RandomPolicy(), wrong_size, 2, 2)
 
 
+def _trials(returns: list[list[float]]) -> list[EpisodeRecord]:
+    """Records of trials with the given per-episode returns, shuffled as a batched rollout interleaves them."""
+    out = [EpisodeRecord(env_index=i % 3, game="", seed=0, trial=i, episode_in_trial=k, ret=r, length=5,
+                         success=float("nan")) for i, rets in enumerate(returns) for k, r in enumerate(rets)]
+    return [out[j] for j in np.random.default_rng(0).permutation(len(out))]
+
+
+def test_find_and_return_splits_the_last_episode_into_finding_and_coming_back():
+    returns = [[0, 0, 0],       # never found
+               [0, 0, 4],       # found only in the last episode (a late search, not a return)
+               [2, 5, 5],       # found in episode 1, back every episode
+               [0, 3, 0],       # found in episode 2, not back in the last
+               [1, 0, 6]]       # found, lost, back
+    partial = EpisodeRecord(env_index=0, game="", seed=0, trial=99, episode_in_trial=0, ret=7.0, length=5,
+                            success=float("nan"))
+    got = find_and_return(_trials(returns) + [partial])                  # an incomplete trial is ignored
+    assert got["trials"] == 5
+    assert got["found_by"] == [0.4, 0.6, 0.8]
+    assert got["found_before_last"] == 0.6
+    assert got["returned"] == pytest.approx(2 / 3)
+    assert got["last_if_found"] == pytest.approx((5 + 0 + 6) / 3)
+    assert got["last_if_not_found"] == pytest.approx((0 + 4) / 2)
+    last_mean = np.mean([r[-1] for r in returns])
+    f = got["found_before_last"]
+    assert f * got["last_if_found"] + (1 - f) * got["last_if_not_found"] == pytest.approx(last_mean)
+    never = find_and_return(_trials([[0, 0], [0, 1]]))
+    assert np.isnan(never["returned"]) and np.isnan(never["last_if_found"]) and never["last_if_not_found"] == 0.5
+    with pytest.raises(ValueError, match=">= 2 episodes"):
+        find_and_return(_trials([[1], [0]]))
+    with pytest.raises(ValueError, match=">= 2 episodes"):
+        find_and_return([])
+
+
 def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, monkeypatch, capsys):
     """benchmarks/darkroom_search.py: a run trained on every goal (test_fraction 0) has no held-out goals
     of its own (exit 2 naming the fix); --split scores it on the named partition's cells."""
@@ -92,3 +126,10 @@ def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, mon
         steps = 4 * 5              # trials x episode_length
         assert e["held_out_steps"] == round(e["held_out_total"] * steps)
         assert e["per_held_out_cell"] * 4 + e["per_training_cell"] * 12 == pytest.approx(1.0)
+    for goals in ("training", "held_out"):   # the finding/returning split of the same rollouts' last episode
+        f = out["find_and_return"][goals]
+        assert f["trials"] == 4 and len(f["found_by"]) == 2 and f["found_before_last"] == f["found_by"][0]
+    last = out["episodes"][-1]["return_held_out"]
+    f = out["find_and_return"]["held_out"]
+    parts = [(f["found_before_last"], f["last_if_found"]), (1 - f["found_before_last"], f["last_if_not_found"])]
+    assert sum(w * v for w, v in parts if w > 0) == pytest.approx(last)

@@ -2,6 +2,7 @@
 
     visits, records = cell_visits(policy, env, trials=256, size=5)   # [K, 5, 5] step counts, the episodes
     share = goal_cell_shares(visits[0], train_ids, test_ids)        # episode 1: training vs held-out cells
+    split = find_and_return(records)                                # last episode = finding x returning
 
 A searcher trained on a set of goal cells learns where goals were: if its first episode never stands
 on a held-out goal cell, held-out goals are found only after the cells it was rewarded in are
@@ -11,6 +12,7 @@ learning. ``env`` must be a Dark Room batch in trials whose observation is the r
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -52,3 +54,40 @@ def goal_cell_shares(visits: np.ndarray, train_ids: Sequence[int], test_ids: Seq
     return {"per_training_cell": float(flat[train].mean()) if len(train) else float("nan"),
             "per_held_out_cell": float(flat[test].mean()) if len(test) else float("nan"),
             "held_out_total": float(flat[test].sum()), "uniform_per_cell": 1.0 / flat.size}
+
+
+def find_and_return(records: Sequence[EpisodeRecord]) -> dict:
+    """Split the last episode's return of Dark Room trials into finding the goal and coming back to it.
+
+    A trial has *found* its goal by episode k when an episode up to k has a positive return (reward 1 on
+    each step on the goal). Over the complete trials of ``records`` (K episodes each; others ignored):
+
+    * ``found_by``: [K] share of trials that found the goal by episode k = 1..K;
+    * ``found_before_last``: share found in episodes 1..K-1 (``found_by[K-2]``);
+    * ``returned``: of those, the share whose last episode reaches the goal again;
+    * ``last_if_found`` / ``last_if_not_found``: mean last-episode return of the trials found before the
+      last episode / of the others (NaN where there are none).
+
+    The mean last-episode return is ``found_before_last * last_if_found + (1 - found_before_last) *
+    last_if_not_found``: a low held-out last episode is either a search that did not reach the goal in
+    time or an agent that does not come back to a goal it found.
+    """
+    by_trial: dict[int, dict[int, float]] = {}
+    for r in records:
+        by_trial.setdefault(r.trial, {})[r.episode_in_trial] = r.ret
+    K = max((k for t in by_trial.values() for k in t), default=-1) + 1
+    if K < 2:
+        raise ValueError(f"find_and_return needs trials of >= 2 episodes (got {K})")
+    rets = np.array([[t[k] for k in range(K)] for t in by_trial.values() if len(t) == K], np.float64)
+    if len(rets) == 0:
+        raise ValueError("find_and_return: no complete trial in the records")
+    reached = rets > 0
+    found_by = np.logical_or.accumulate(reached, axis=1).mean(axis=0)
+    before = reached[:, :-1].any(axis=1)
+    last = rets[:, -1]
+
+    def mean(x: np.ndarray) -> float:
+        return float(x.mean()) if len(x) else math.nan
+    return {"trials": int(len(rets)), "found_by": found_by.tolist(), "found_before_last": float(before.mean()),
+            "returned": mean(reached[before, -1].astype(np.float64)),
+            "last_if_found": mean(last[before]), "last_if_not_found": mean(last[~before])}
