@@ -6,10 +6,12 @@ a trial for the untrained policy and for the trained one, on held-out tasks and 
 side by side: a rising column is in-context learning, and the gap between the trained agent's two
 columns is what it learned about the training tasks themselves rather than how to search (the
 generalisation gap). A last line says where that gap comes from: the share of the trained agent's
-first-episode steps, on training tasks, that stand on the held-out goal cells (``srwm_rl.eval.search``).
+first-episode steps, on training tasks, that stand on the held-out goal cells, and how the last
+episode splits into finding the goal before it and coming back to it (``srwm_rl.eval.search``).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +26,7 @@ from srwm_rl.app.command import OWN_DEFAULT, parse
 from srwm_rl.app.presets import get_preset
 from srwm_rl.eval.analysis import plot_adaptation
 from srwm_rl.eval.rollout import run_episodes
-from srwm_rl.eval.search import cell_visits, goal_cell_shares
+from srwm_rl.eval.search import cell_visits, find_and_return, goal_cell_shares
 from srwm_rl.eval.stats import adaptation_curve
 from srwm_rl.run.agent import build_policy
 from srwm_rl.run.config import from_dict, merge, to_dict
@@ -63,22 +65,23 @@ def _fresh_dir(base: str) -> Path:
     return path
 
 
-def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> list[dict]:
+def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[list[dict], dict]:
     """Return per episode index within trials on the held-out (test) tasks (sampled actions, frozen
-    normalisers)."""
+    normalisers), and the last episode split into finding and coming back (:func:`find_and_return`)."""
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="test")
     load_normalizer_state(env, norm_states, update=False)
     try:
         records = run_episodes(policy, env, EVAL_TRIALS, deterministic=False, seed=seed)
     finally:
         env.close()
-    return adaptation_curve(records)
+    return adaptation_curve(records), find_and_return(records)
 
 
 def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[list[dict], dict]:
     """One rollout on the training tasks (sampled actions, frozen normalisers): the return per episode
     index within trials, and where the agent searches in the first episode - steps per training-goal
-    cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`)."""
+    cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`) - with the last
+    episode split into finding and coming back (``"found"``: :func:`find_and_return`)."""
     room = DarkRoom(**cfg.env.kwargs)
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="train")
     load_normalizer_state(env, norm_states, update=False)
@@ -87,7 +90,7 @@ def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) ->
     finally:
         env.close()
     search = {**goal_cell_shares(visits[0], room.task_ids("train"), room.task_ids("test")),
-              "held_out_cells": len(room.task_ids("test"))}
+              "held_out_cells": len(room.task_ids("test")), "found": find_and_return(records)}
     return adaptation_curve(records), search
 
 
@@ -105,9 +108,10 @@ def demo_main(argv: list[str], prog: str) -> int:
     probe.close()
     result = train(cfg, run_dir, progress=not args.no_progress)
     norms = result["normalizers"]
-    before = adaptation(untrained, cfg, 10_000, norms)
-    after = adaptation(result["policy"], cfg, 10_000, norms)
+    before, _ = adaptation(untrained, cfg, 10_000, norms)
+    after, found = adaptation(result["policy"], cfg, 10_000, norms)
     seen, search = on_training_tasks(result["policy"], cfg, 10_000, norms)
+    search = {**search, "held_out_found": found}
     print(report(before, after, seen, search))
     png = plot_adaptation(run_dir / "adaptation.png", {"untrained, held-out tasks": before,
                                                        "trained, held-out tasks": after,
@@ -127,9 +131,14 @@ def report(before: list[dict], after: list[dict], seen: list[dict], search: Opti
     """The demo's table: return per episode of a trial (mean [95% CI]) of the untrained policy on held-out
     tasks and of the trained one on held-out and on training tasks, then the two ratios that say whether
     it adapts (held-out last / first) and how much of that carries to unseen tasks (held-out last /
-    training last), and with ``search`` (:func:`on_training_tasks`) where its first episode searches."""
+    training last), and with ``search`` (:func:`on_training_tasks`, plus ``held_out_found``: the held-out
+    rollout's :func:`find_and_return`) where its first episode searches and whether it finds and comes
+    back to held-out goals as it does to training goals."""
     def fmt(r: dict) -> str:
         return f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"
+
+    def pct(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{x:.0%}"
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}" if b > 0 else "n/a"
@@ -148,4 +157,10 @@ def report(before: list[dict], after: list[dict], seen: list[dict], search: Opti
                      f"{search['per_training_cell']:.1%} per training goal cell (uniform: "
                      f"{search['uniform_per_cell']:.1%}); a held-out goal it does not pass is found only "
                      "after the training goals' cells are exhausted")
+    if search is not None and "held_out_found" in search and "found" in search:
+        held, seen_f = search["held_out_found"], search["found"]
+        lines.append(f"finding and coming back: the goal is found before the last episode in "
+                     f"{pct(held['found_before_last'])} of held-out trials ({pct(seen_f['found_before_last'])} on "
+                     f"training goals); of those, {pct(held['returned'])} are back on it in the last episode "
+                     f"({pct(seen_f['returned'])})")
     return "\n".join(lines)
