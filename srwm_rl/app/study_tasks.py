@@ -63,6 +63,7 @@ STUDY_TASKS: dict[str, StudyTask] = {t.name: t for t in (
     # 5M env steps: at 2M no core searched (wave 3); the preset's 10M would take the default grid past 2 hours.
     # The LSTM at its Dark Room rate, 3e-3 (at 10M, 3 seeds: held-out last episode 3.35 against 1.71 at
     # 1e-3 and 0.96 at 3e-4, one seed each; BENCHMARKS.md "Wave 7: Dark Room 9x9 - the LSTM at its own rate").
+    # The SRWM keeps 1e-3: at 3e-3 (10M, 3 seeds) 7.54 against 6.98, not separated (BENCHMARKS.md "Wave 8").
     StudyTask("darkroom", preset="darkroom", steps=5_000_000, quick_steps=200_000, eval_trials=64,
               learning_rates={**LEARNING_RATES["impala"], "lstm": 3e-3},
               note="goals of the test task set (never trained on), 4 episodes per trial; 5M steps, half "
