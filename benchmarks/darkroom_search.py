@@ -99,7 +99,8 @@ def main() -> int:
               f"{share['per_held_out_cell']:.4f} | {count} of {int(visits[k].sum())} |")
     print(f"(uniform share per cell: {1 / size**2:.4f}; steps counted on the training-goal trials)")
     out["find_and_return"] = found
-    print("\nThe last episode, split into finding the goal and coming back to it (srwm_rl.eval.search.find_and_return):")
+    print("\nThe last episode, split into finding the goal and coming back to it "
+          "(srwm_rl.eval.search.find_and_return):")
     print("| goals | found by episode 1..K | found before the last episode | of those, back in the last | "
           "last-episode return if found before / if not |")
     print("|---|---|---|---|---|")

@@ -25,9 +25,9 @@ def test_report_puts_held_out_next_to_training_tasks_with_both_ratios():
     line = report(rows([0.4]), rows([1.0]), rows([2.0]), search).splitlines()[-1]
     assert line.startswith("where it searches") and "0.0% of its steps per held-out goal cell (5 cells)" in line
     assert "5.0% per training goal cell (uniform: 4.0%)" in line
-    found = {"found": {"found_before_last": 1.0, "returned": 0.99},
-             "held_out_found": {"found_before_last": 0.64, "returned": float("nan")}}
-    last = report(rows([0.4]), rows([1.0]), rows([2.0]), {**search, **found}).splitlines()[-1]
+    found = {"training": {"found_before_last": 1.0, "returned": 0.99},
+             "held_out": {"found_before_last": 0.64, "returned": float("nan")}}
+    last = report(rows([0.4]), rows([1.0]), rows([2.0]), search, found).splitlines()[-1]
     assert last == ("finding and coming back: the goal is found before the last episode in 64% of held-out "
                     "trials (100% on training goals); of those, n/a are back on it in the last episode (99%)")
 
@@ -38,10 +38,10 @@ def test_demo_command_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained, training tasks" in out and "held-out last episode / training-task last episode" in out
     saved = json.loads((tmp_path / "demo" / "adaptation.json").read_text())
-    assert set(saved) == {"untrained", "trained", "trained_training_tasks", "first_episode_search"}
+    assert set(saved) == {"untrained", "trained", "trained_training_tasks", "first_episode_search", "find_and_return"}
     assert len(saved["trained"]) == 4 and "where it searches (training tasks, episode 1)" in out
     assert "finding and coming back: the goal is found before the last episode in" in out
-    assert len(saved["first_episode_search"]["held_out_found"]["found_by"]) == 4
+    assert [len(saved["find_and_return"][g]["found_by"]) for g in ("held_out", "training")] == [4, 4]
     search = saved["first_episode_search"]
     assert search["held_out_cells"] == 5 and search["uniform_per_cell"] == 1 / 25
     assert 20 * search["per_training_cell"] + 5 * search["per_held_out_cell"] == pytest.approx(1.0)

@@ -77,11 +77,11 @@ def adaptation(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[
     return adaptation_curve(records), find_and_return(records)
 
 
-def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[list[dict], dict]:
+def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) -> tuple[list[dict], dict, dict]:
     """One rollout on the training tasks (sampled actions, frozen normalisers): the return per episode
     index within trials, and where the agent searches in the first episode - steps per training-goal
-    cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`) - with the last
-    episode split into finding and coming back (``"found"``: :func:`find_and_return`)."""
+    cell and per held-out-goal cell (:func:`srwm_rl.eval.search.goal_cell_shares`) - and the last episode
+    split into finding and coming back (:func:`find_and_return`)."""
     room = DarkRoom(**cfg.env.kwargs)
     env = make_env(cfg.env, cfg.policy, seed, num_envs=32, task_split="train")
     load_normalizer_state(env, norm_states, update=False)
@@ -90,8 +90,8 @@ def on_training_tasks(policy, cfg: TrainConfig, seed: int, norm_states: list) ->
     finally:
         env.close()
     search = {**goal_cell_shares(visits[0], room.task_ids("train"), room.task_ids("test")),
-              "held_out_cells": len(room.task_ids("test")), "found": find_and_return(records)}
-    return adaptation_curve(records), search
+              "held_out_cells": len(room.task_ids("test"))}
+    return adaptation_curve(records), search, find_and_return(records)
 
 
 def demo_main(argv: list[str], prog: str) -> int:
@@ -109,16 +109,16 @@ def demo_main(argv: list[str], prog: str) -> int:
     result = train(cfg, run_dir, progress=not args.no_progress)
     norms = result["normalizers"]
     before, _ = adaptation(untrained, cfg, 10_000, norms)
-    after, found = adaptation(result["policy"], cfg, 10_000, norms)
-    seen, search = on_training_tasks(result["policy"], cfg, 10_000, norms)
-    search = {**search, "held_out_found": found}
-    print(report(before, after, seen, search))
+    after, found_held = adaptation(result["policy"], cfg, 10_000, norms)
+    seen, search, found_seen = on_training_tasks(result["policy"], cfg, 10_000, norms)
+    found = {"held_out": found_held, "training": found_seen}
+    print(report(before, after, seen, search, found))
     png = plot_adaptation(run_dir / "adaptation.png", {"untrained, held-out tasks": before,
                                                        "trained, held-out tasks": after,
                                                        "trained, training tasks": seen},
                           ylabel="mean return per episode", title=cfg.env.id)
     write_json(run_dir / "adaptation.json", {"untrained": before, "trained": after, "trained_training_tasks": seen,
-                                             "first_episode_search": search})
+                                             "first_episode_search": search, "find_and_return": found})
     print(f"\ncheckpoint     : {run_dir / 'checkpoints' / 'latest.pt'}")
     print(f"metrics        : {run_dir / 'metrics.csv'}  (tensorboard --logdir {run_dir / 'tb'})")
     print(f"learning curve : {run_dir / 'learning_curve.png'}")
@@ -127,13 +127,14 @@ def demo_main(argv: list[str], prog: str) -> int:
     return 0
 
 
-def report(before: list[dict], after: list[dict], seen: list[dict], search: Optional[dict] = None) -> str:
+def report(before: list[dict], after: list[dict], seen: list[dict], search: Optional[dict] = None,
+           found: Optional[dict] = None) -> str:
     """The demo's table: return per episode of a trial (mean [95% CI]) of the untrained policy on held-out
     tasks and of the trained one on held-out and on training tasks, then the two ratios that say whether
     it adapts (held-out last / first) and how much of that carries to unseen tasks (held-out last /
-    training last), and with ``search`` (:func:`on_training_tasks`, plus ``held_out_found``: the held-out
-    rollout's :func:`find_and_return`) where its first episode searches and whether it finds and comes
-    back to held-out goals as it does to training goals."""
+    training last), with ``search`` (:func:`on_training_tasks`) where its first episode searches, and with
+    ``found`` (``{"held_out": ..., "training": ...}``, :func:`find_and_return` of either rollout) whether it
+    finds held-out goals and comes back to them as it does to training goals."""
     def fmt(r: dict) -> str:
         return f"{r['mean']:6.2f} [{r['ci95'][0]:5.2f}, {r['ci95'][1]:5.2f}]"
 
@@ -157,8 +158,8 @@ def report(before: list[dict], after: list[dict], seen: list[dict], search: Opti
                      f"{search['per_training_cell']:.1%} per training goal cell (uniform: "
                      f"{search['uniform_per_cell']:.1%}); a held-out goal it does not pass is found only "
                      "after the training goals' cells are exhausted")
-    if search is not None and "held_out_found" in search and "found" in search:
-        held, seen_f = search["held_out_found"], search["found"]
+    if found is not None:
+        held, seen_f = found["held_out"], found["training"]
         lines.append(f"finding and coming back: the goal is found before the last episode in "
                      f"{pct(held['found_before_last'])} of held-out trials ({pct(seen_f['found_before_last'])} on "
                      f"training goals); of those, {pct(held['returned'])} are back on it in the last episode "
