@@ -82,12 +82,13 @@ def find_and_return(records: Sequence[EpisodeRecord]) -> dict:
     if len(rets) == 0:
         raise ValueError("find_and_return: no complete trial in the records")
     reached = rets > 0
-    found_by = np.logical_or.accumulate(reached, axis=1).mean(axis=0)
-    before = reached[:, :-1].any(axis=1)
+    found = np.logical_or.accumulate(reached, axis=1)          # [trials, K]: found by episode k
+    before = found[:, -2]                                      # found in episodes 1..K-1
     last = rets[:, -1]
 
     def mean(x: np.ndarray) -> float:
         return float(x.mean()) if len(x) else math.nan
-    return {"trials": int(len(rets)), "found_by": found_by.tolist(), "found_before_last": float(before.mean()),
+    return {"trials": int(len(rets)), "found_by": found.mean(axis=0).tolist(),
+            "found_before_last": float(before.mean()),
             "returned": mean(reached[before, -1].astype(np.float64)),
             "last_if_found": mean(last[before]), "last_if_not_found": mean(last[~before])}
