@@ -50,8 +50,8 @@ def main() -> int:
     args = p.parse_args()
     agent = load_agent(args.run_dir)
     cfg = agent.config
-    if cfg.env.id != "srwm_rl/DarkRoom-v0" or cfg.env.normalize_obs or not cfg.env.trial_episodes:
-        print(f"{args.run_dir}: needs a srwm_rl/DarkRoom-v0 run in trials without env.normalize_obs "
+    if cfg.env.id != "srwm_rl/DarkRoom-v0" or cfg.env.normalize_obs or (cfg.env.trial_episodes or 0) < 2:
+        print(f"{args.run_dir}: needs a srwm_rl/DarkRoom-v0 run in trials of >= 2 episodes without env.normalize_obs "
               f"(got env.id={cfg.env.id!r}, normalize_obs={cfg.env.normalize_obs}, "
               f"trial_episodes={cfg.env.trial_episodes})", file=sys.stderr)
         return 2

@@ -115,6 +115,11 @@ def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, mon
     monkeypatch.setattr(sys, "argv", ["darkroom_search.py", str(run), "--trials", "4"])
     assert script.main() == 2
     assert "give a partition with --split" in capsys.readouterr().err
+    single = make_run(tmp_path / "single", tiny_config("srwm_rl/DarkRoom-v0", trial_episodes=1, kwargs=kwargs))
+    monkeypatch.setattr(sys, "argv", ["darkroom_search.py", str(single), "--trials", "4"])
+    assert script.main() == 2          # one episode per trial: nothing to come back in
+    err = capsys.readouterr().err
+    assert "trials of >= 2 episodes" in err and "trial_episodes=1" in err
     split = {"test_fraction": 0.25, "split_seed": 3}
     monkeypatch.setattr(sys, "argv", ["darkroom_search.py", str(run), "--trials", "4", "--split", json.dumps(split)])
     assert script.main() == 0
