@@ -13,8 +13,9 @@ from envs.api import Obs, SupportsKeepTask, VecEnv
 from envs.families import EnvFamily, draws_headless, env_class
 from envs.registry import FAMILIES, describe_envs, family_of, known_env_ids, make
 from envs.trials import TrialVecEnv
-from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward, VecEnvWrapper
+from envs.wrappers import (ClipReward, NormalizeObservation, NormalizeReward, NoveltyBonus, PrevActionReward,
+                           VecEnvWrapper)
 
-__all__ = ["FAMILIES", "ClipReward", "EnvFamily", "NormalizeObservation", "NormalizeReward", "Obs", "PrevActionReward",
+__all__ = ["FAMILIES", "ClipReward", "EnvFamily", "NormalizeObservation", "NormalizeReward", "NoveltyBonus", "Obs", "PrevActionReward",
            "SupportsKeepTask", "TrialVecEnv", "VecEnv", "VecEnvWrapper", "describe_envs", "draws_headless", "env_class", "family_of",
            "known_env_ids", "make"]

@@ -1,4 +1,5 @@
-"""VecEnv -> VecEnv wrappers: previous action and reward as inputs, reward clipping, normalisation.
+"""VecEnv -> VecEnv wrappers: previous action and reward as inputs, reward clipping, normalisation, an
+episodic novelty bonus.
 
 The normalisers keep running statistics that ``state_dict()`` returns as plain dicts of numpy arrays
 and floats (checkpoint-friendly) and ``load_state_dict()`` restores; set ``update = False`` to freeze
@@ -54,6 +55,9 @@ class VecEnvWrapper(VecEnv):
         return self.env.unwrapped
 
 
+PREV_KEYS = ("prev_action", "prev_reward")
+
+
 class PrevActionReward(VecEnvWrapper):
     """Obs becomes ``{"obs": obs, "prev_action": a, "prev_reward": r}`` (a Dict inner obs is merged).
 
@@ -78,8 +82,7 @@ class PrevActionReward(VecEnvWrapper):
         else:
             raise ValueError(f"action_space: PrevActionReward supports Discrete, MultiDiscrete, MultiBinary "
                              f"and Box, got {act}")
-        extra = {"prev_action": self._act_space,
-                 "prev_reward": gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)}
+        extra = dict(zip(PREV_KEYS, (self._act_space, gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32))))
         if isinstance(inner, gymnasium.spaces.Dict):
             clash = set(inner.spaces) & set(extra)
             if clash:
@@ -231,3 +234,84 @@ class NormalizeReward(VecEnvWrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rms.load_state_dict(state)
+
+
+class NoveltyBonus(VecEnvWrapper):
+    """Training reward + ``bonus`` on every step that arrives on an observation not yet seen in the
+    current episode (with trials: the trial), until the episode's first positive reward: a first-visit,
+    episodic count-based bonus for the search phase of sparse-reward tasks. Once the task has paid,
+    nothing is left to search: the bonus stops, so it never competes with exploiting what was found.
+
+    Goal-agnostic: it rewards covering states, never a particular one, so an agent meta-trained with it
+    is pushed to search states its training tasks never rewarded. Wrap it OUTSIDE ``PrevActionReward``
+    so that the policy's previous-reward input excludes it; ``info["raw_reward"]`` keeps the env's own
+    reward and the episode returns stay raw, so no reported number includes it.
+
+    Observations are compared exactly (their bytes; a Dict's entries other than the previous action and
+    reward), so this suits discrete-state envs such as the grid tasks; continuous observations are
+    almost never repeated and get the bonus on nearly every step. The *arrival* observation of a step
+    that ends an (inner) episode is ``info["final_obs"]`` where the env reports it, else the returned
+    one (an env that cannot report it, Procgen, earns nothing on that step). The first observation of an
+    episode counts as seen and earns nothing.
+    """
+
+    def __init__(self, env: VecEnv, bonus: float, rarity_cap: float = 0.0) -> None:
+        if not (np.isfinite(bonus) and bonus > 0):
+            raise ValueError(f"NoveltyBonus: bonus={bonus!r} must be a finite number > 0")
+        if not (np.isfinite(rarity_cap) and rarity_cap >= 0):
+            raise ValueError(f"NoveltyBonus: rarity_cap={rarity_cap!r} must be a finite number >= 0 (0 = off)")
+        super().__init__(env)
+        self.bonus, self.rarity_cap = float(bonus), float(rarity_cap)
+        self._seen: list[set[bytes]] = [set() for _ in range(self.num_envs)]
+        self._paid = np.zeros(self.num_envs, bool)  # a positive reward in this episode already
+        self._visits: dict[bytes, int] = {}
+        self._total = 0
+
+    def _weight(self, key: bytes) -> float:
+        """Rarity: sqrt(mean first-visit count / this observation's), capped (1 without rarity)."""
+        if self.rarity_cap <= 0:
+            return 1.0
+        mean = self._total / max(len(self._visits), 1)
+        return min(np.sqrt(mean / self._visits.get(key, 1)), self.rarity_cap)
+
+    def _count(self, key: bytes) -> None:
+        if self.rarity_cap > 0:
+            self._visits[key] = self._visits.get(key, 0) + 1
+            self._total += 1
+
+    @staticmethod
+    def _key(obs: Obs, i: int) -> bytes:
+        if isinstance(obs, dict):
+            return b"".join(np.ascontiguousarray(obs[k][i]).tobytes() for k in sorted(obs) if k not in PREV_KEYS)
+        if isinstance(obs, tuple):
+            return b"".join(np.ascontiguousarray(part[i]).tobytes() for part in obs)
+        return np.ascontiguousarray(obs[i]).tobytes()
+
+    def reset(self, seed: int | None = None) -> Obs:
+        obs = self.env.reset(seed)
+        self._seen = [{self._key(obs, i)} for i in range(self.num_envs)]
+        self._paid[:] = False
+        return obs
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        obs, rew, term, trunc, info = self.env.step(actions)
+        first = self.env.first
+        ended = np.asarray(info.get("inner_episode_done", term | trunc), bool)
+        final = info.get("final_obs")
+        bonus = np.zeros(self.num_envs, np.float64)
+        for i in range(self.num_envs):
+            if ended[i] and final is None:
+                arrival = None
+            else:
+                arrival = self._key(final, i) if ended[i] else self._key(obs, i)
+                if arrival not in self._seen[i] and not self._paid[i]:
+                    bonus[i] = self.bonus * self._weight(arrival)
+                    self._count(arrival)
+            self._paid[i] |= rew[i] > 0
+            if first[i]:
+                self._seen[i] = {self._key(obs, i)}
+                self._paid[i] = False
+            else:
+                self._seen[i].update(k for k in (arrival, self._key(obs, i)) if k is not None)
+        info = {"raw_reward": rew, **info}
+        return obs, (rew + bonus).astype(np.float32), term, trunc, info

@@ -45,6 +45,10 @@ class EnvConfig:
     """Clip rewards to [-c, c] (the paper uses 1); 0 = no clipping."""
     normalize_obs: bool = False
     """Normalise vector observations with running statistics (saved in checkpoints)."""
+    novelty_bonus: float = 0.0
+    """Training reward only: add this on every step that arrives on an observation not yet seen in the episode (the trial, with trials) - a goal-agnostic exploration bonus for discrete-state tasks (the grids); the policy's previous-reward input and every reported return exclude it. 0 = off."""
+    novelty_rarity: float = 0.0
+    """With novelty_bonus: scale each bonus by sqrt(mean first-visit count / this observation's) over the run so far, capped at this value (rarely covered states pay more); 0 = off."""
     normalize_reward: bool = True
     """Scale rewards by a running estimate of the standard deviation of the return, discounted with the algorithm's own gamma (saved in checkpoints); keeps value targets near unit scale, which bounded cores (LSTM) need to learn."""
     num_levels: int = 200
@@ -74,6 +78,13 @@ class EnvConfig:
             errs.append(f"env.num_levels={self.num_levels}, env.start_level={self.start_level}: must be >= 0")
         if self.vectorization not in ("sync", "async"):
             errs.append(f"env.vectorization={self.vectorization!r}: must be 'sync' or 'async'")
+        if self.novelty_bonus < 0:
+            errs.append(f"env.novelty_bonus={self.novelty_bonus}: must be >= 0 (0 = off)")
+        if self.novelty_rarity < 0:
+            errs.append(f"env.novelty_rarity={self.novelty_rarity}: must be >= 0 (0 = off)")
+        if self.novelty_bonus > 0 and self.normalize_obs:
+            errs.append(f"env.novelty_bonus={self.novelty_bonus} with env.normalize_obs=True: the bonus compares "
+                        f"observations exactly, which running normalisation changes; allowed: one of them")
         return errs
 
 

@@ -4,8 +4,9 @@
     load_normalizer_state(eval_env, ckpt["normalizers"], update=False)   # frozen, for evaluation
 
 Wrapping order: base -> clip rewards -> normalise observations -> previous action and (clipped,
-raw-scale) reward as inputs -> normalise the training reward. The policy sees the previous reward
-before normalisation, so its input does not drift as the return statistics change.
+raw-scale) reward as inputs -> novelty bonus -> normalise the training reward. The policy sees the
+previous reward before the bonus and the normalisation, so its input is the env's reward and does not
+drift as the return statistics change.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 import envs
-from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, PrevActionReward
+from envs.wrappers import ClipReward, NormalizeObservation, NormalizeReward, NoveltyBonus, PrevActionReward
 from srwm_rl.nn.policy import PolicyConfig
 from srwm_rl.run.checkpoint import CheckpointError
 from srwm_rl.run.config import EnvConfig
@@ -52,6 +53,8 @@ def wrap_env(env, env_cfg: EnvConfig, policy: PolicyConfig, discount: float = 0.
         env = NormalizeObservation(env)
     if policy.prev_action or policy.prev_reward:
         env = PrevActionReward(env)
+    if env_cfg.novelty_bonus > 0:
+        env = NoveltyBonus(env, env_cfg.novelty_bonus, env_cfg.novelty_rarity)
     if env_cfg.normalize_reward:
         env = NormalizeReward(env, gamma=discount)
     return env
