@@ -253,6 +253,12 @@ class NoveltyBonus(VecEnvWrapper):
     that ends an (inner) episode is ``info["final_obs"]`` where the env reports it, else the returned
     one (an env that cannot report it, Procgen, earns nothing on that step). The first observation of an
     episode counts as seen and earns nothing.
+
+    ``rarity_cap`` > 0 scales each bonus by ``min(sqrt(mean count / count), rarity_cap)``, where a state's
+    count is how many episodes so far earned its bonus, the mean over the states seen: states the agent
+    seldom covers pay more, so a search that skips the states its training tasks never rewarded is
+    pushed to cover them too. The counts live in this wrapper (one per environment process), are not
+    checkpointed and rebuild within seconds of a resume.
     """
 
     def __init__(self, env: VecEnv, bonus: float, rarity_cap: float = 0.0) -> None:

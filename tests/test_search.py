@@ -138,3 +138,46 @@ def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, mon
     f = out["find_and_return"]["held_out"]
     parts = [(f["found_before_last"], f["last_if_found"]), (1 - f["found_before_last"], f["last_if_not_found"])]
     assert sum(w * v for w, v in parts if w > 0) == pytest.approx(last)
+
+
+def _fake_search(folder, held, train, found, returned, kwargs=None):
+    """A darkroom_search.json with the given per-episode returns and find/return shares."""
+    import json
+    folder.mkdir(parents=True)
+    eps = [{"episode": k + 1, "return_held_out": h, "return_train": t} for k, (h, t) in enumerate(zip(held, train))]
+    fr = {g: {"found_before_last": found[g], "returned": returned[g]} for g in ("held_out", "training")}
+    (folder / "darkroom_search.json").write_text(json.dumps(
+        {"env_kwargs": kwargs or {}, "held_out_cells": [[0, 1]], "episodes": eps, "find_and_return": fr}))
+    return str(folder)
+
+
+def test_darkroom_seeds_averages_runs_with_t_intervals_and_refuses_mixed_partitions(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from scipy import stats
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "darkroom_seeds.py"
+    spec = importlib.util.spec_from_file_location("darkroom_seeds", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    f, r = {"held_out": 0.5, "training": 0.7}, {"held_out": 1.0, "training": 0.9}
+    runs = [_fake_search(tmp_path / "a", [1, 4], [2, 10], f, r), _fake_search(tmp_path / "b", [2, 6], [3, 8], f, r),
+            _fake_search(tmp_path / "c", [0, 5], [1, 5], f, r)]
+    s = script.summarize([script._load(x) for x in runs])
+    ratios = [4 / 10, 6 / 8, 5 / 5]   # held-out last over training last, per run
+    assert s["held_out_last_over_training_last"]["values"] == pytest.approx(ratios)
+    half = stats.t.ppf(0.975, 2) * np.std(ratios, ddof=1) / np.sqrt(3)
+    assert s["held_out_last_over_training_last"]["ci95"] == pytest.approx((np.mean(ratios) - half, np.mean(ratios) + half))
+    assert s["held_out_last_over_first"]["values"][:2] == pytest.approx([4.0, 3.0])
+    assert np.isnan(s["held_out_last_over_first"]["values"][2])     # a first episode of 0: no ratio
+    assert s["held_out_last_over_first"]["n"] == 2
+    assert s["training_2"]["mean"] == pytest.approx(23 / 3) and s["held_out_returned"]["mean"] == 1.0
+    monkeypatch.setattr(sys, "argv", ["darkroom_seeds.py", *runs])
+    assert script.main() == 0 and "held_out_last_over_training_last: 0.72" in capsys.readouterr().out
+    other = _fake_search(tmp_path / "d", [1, 2], [1, 2], f, r, kwargs={"split_seed": 1})
+    monkeypatch.setattr(sys, "argv", ["darkroom_seeds.py", runs[0], other])
+    assert script.main() == 2 and "another goal partition" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["darkroom_seeds.py", str(tmp_path / "missing")])
+    assert script.main() == 2 and "no darkroom_search.json" in capsys.readouterr().err
