@@ -77,6 +77,10 @@ def _train(run: Run, model_class: Callable[[], type], policies: dict[str, str]) 
     if p.anneal_lr:                              # the run's horizon (time limit included), not SB3's own
         kwargs["learning_rate"] = lambda _: run.annealed(p.learning_rate)
     model = model_class()(policies[obs_kind], vec, **kwargs)
+    # SB3's default logger makes an empty SB3-<date> folder in the system temp dir on every learn(); the
+    # harness logs, so the model gets a logger without outputs (its values still reach the callback)
+    from stable_baselines3.common.logger import Logger
+    model.set_logger(Logger(folder=None, output_formats=[]))
     run.track(model.policy, model.policy.optimizer, env.observation_space, env.action_space, env=env)
     episodes = EpisodeStats(env.num_envs)
     run.start(total=cfg.total_steps)

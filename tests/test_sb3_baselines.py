@@ -10,7 +10,11 @@ TINY = ["--env.id", "srwm_rl/CartPoleNoVel-v0", "--no-policy.prev_action", "--no
 
 
 @pytest.mark.parametrize("algo", ["sb3-ppo", "sb3-recurrent-ppo"])
-def test_sb3_train_resume_and_clear_refusal_to_evaluate(algo, tmp_path, capsys):
+def test_sb3_train_resume_and_clear_refusal_to_evaluate(algo, tmp_path, capsys, monkeypatch):
+    import tempfile
+    temp = tmp_path / "systemp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))   # where SB3's default logger would make a folder
     run = tmp_path / algo
     assert main(["train", "--algo", algo, *TINY, "--total_steps", "256", "--run_dir", str(run)]) == 0
     assert {"config.json", "metrics.csv", "checkpoints", "tb"} <= {p.name for p in run.iterdir()}
@@ -23,3 +27,6 @@ def test_sb3_train_resume_and_clear_refusal_to_evaluate(algo, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["evaluate", str(run)])
     assert e.value.code == 2 and "another library's" in capsys.readouterr().err
+    assert not [p for p in temp.iterdir() if p.name.startswith("SB3-")]   # no SB3 log folder left there
+    rows = [r.split(",") for r in rows]
+    assert any(h.startswith("loss/") for h in rows[0])   # SB3's losses still reach the metrics
