@@ -127,6 +127,10 @@ def test_darkroom_search_scores_a_control_run_on_another_partition(tmp_path, mon
     expected = DarkRoom(size=4, **split).task_ids("test")
     assert out["held_out_cells"] == [list(divmod(int(t), 4)) for t in expected] and len(expected) == 4
     assert out["env_kwargs"] == {**kwargs, **split} and len(out["episodes"]) == 2
+    room = DarkRoom(size=4, **split)      # start (2, 2); distances by brute force over the grid
+    dist = {g: abs(g // 4 - 2) + abs(g % 4 - 2) for g in range(16)}
+    for name, ids in (("held_out", room.task_ids("test")), ("training", room.task_ids("train"))):
+        assert out["steps_from_start"][name] == pytest.approx(np.mean([dist[int(g)] for g in ids]))
     for e in out["episodes"]:  # the count and the shares come from the same visits, on the named cells
         steps = 4 * 5              # trials x episode_length
         assert e["held_out_steps"] == round(e["held_out_total"] * steps)
