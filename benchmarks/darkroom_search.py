@@ -38,10 +38,10 @@ from srwm_rl.run.agent import load_agent  # noqa: E402
 from srwm_rl.run.environment import make_env  # noqa: E402
 
 
-def mean_steps_from_start(goal_ids, size: int) -> float:
-    """Mean fewest moves from the start (the centre cell) to the goal cells ``goal_ids`` (row-major ids)."""
-    centre = size // 2
-    return float(sum(abs(int(g) // size - centre) + abs(int(g) % size - centre) for g in goal_ids) / len(goal_ids))
+def mean_steps_from_start(goal_ids, size: int, start) -> float:
+    """Mean fewest moves from ``start`` ([row, col]) to the goal cells ``goal_ids`` (row-major ids)."""
+    row, col = (int(x) for x in start)
+    return float(sum(abs(int(g) // size - row) + abs(int(g) % size - col) for g in goal_ids) / len(goal_ids))
 
 
 def main() -> int:
@@ -88,7 +88,9 @@ def main() -> int:
     test_records = run_episodes(agent.policy, test_env, args.trials, deterministic=args.greedy, seed=args.seed)
     ret_train, ret_test = returns(train_records), returns(test_records)
     found = {"training": find_and_return(train_records), "held_out": find_and_return(test_records)}
-    distance = {"training": mean_steps_from_start(train_ids, size), "held_out": mean_steps_from_start(test_ids, size)}
+    start = room.reset(seed=args.seed)[0]          # the room's own start cell (its first observation)
+    distance = {name: mean_steps_from_start(ids, size, start) for name, ids in (("training", train_ids),
+                                                                                ("held_out", test_ids))}
     out: dict = {"run_dir": args.run_dir, "env_kwargs": kwargs, "size": size, "trials": args.trials, "greedy": args.greedy,
                  "held_out_cells": [list(divmod(int(t), size)) for t in test_ids], "steps_from_start": distance,
                  "episodes": []}

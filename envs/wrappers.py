@@ -306,18 +306,15 @@ class NoveltyBonus(VecEnvWrapper):
         final = info.get("final_obs")
         bonus = np.zeros(self.num_envs, np.float64)
         for i in range(self.num_envs):
-            if ended[i] and final is None:
-                arrival = None
-            else:
-                arrival = self._key(final, i) if ended[i] else self._key(obs, i)
-                if arrival not in self._seen[i] and not self._paid[i]:
-                    bonus[i] = self.bonus * self._weight(arrival)
-                    self._count(arrival)
-            self._paid[i] |= rew[i] > 0
+            here = self._key(obs, i)
+            arrival = here if not ended[i] else None if final is None else self._key(final, i)
+            if arrival is not None and arrival not in self._seen[i] and not self._paid[i]:
+                bonus[i] = self.bonus * self._weight(arrival)
+                self._count(arrival)
+            self._paid[i] = not first[i] and (self._paid[i] or rew[i] > 0)
             if first[i]:
-                self._seen[i] = {self._key(obs, i)}
-                self._paid[i] = False
+                self._seen[i] = {here}
             else:
-                self._seen[i].update(k for k in (arrival, self._key(obs, i)) if k is not None)
+                self._seen[i].update((here, arrival) if arrival is not None else (here,))
         info = {"raw_reward": rew, **info}
         return obs, (rew + bonus).astype(np.float32), term, trunc, info
