@@ -95,6 +95,9 @@ def test_novelty_bonus_refuses_bad_values():
     with pytest.raises(ValueError, match="rarity_cap=-1"):
         NoveltyBonus(CountingEnv([2]), 0.1, -1.0)
     assert EnvConfig(novelty_bonus=-0.1).validate() == ["env.novelty_bonus=-0.1: must be >= 0 (0 = off)"]
-    assert EnvConfig(novelty_rarity=-2.0).validate() == ["env.novelty_rarity=-2.0: must be >= 0 (0 = off)"]
+    assert EnvConfig(novelty_bonus=0.1, novelty_rarity=-2.0).validate() == [
+        "env.novelty_rarity=-2.0: must be >= 0 (0 = off)"]
+    errs = EnvConfig(novelty_rarity=3.0).validate()      # rarity without a bonus would do nothing: refused
+    assert len(errs) == 1 and "env.novelty_rarity=3.0 with env.novelty_bonus=0" in errs[0]
     errs = EnvConfig(novelty_bonus=0.1, normalize_obs=True).validate()
     assert len(errs) == 1 and "env.novelty_bonus=0.1 with env.normalize_obs=True" in errs[0]

@@ -82,6 +82,9 @@ class EnvConfig:
             errs.append(f"env.novelty_bonus={self.novelty_bonus}: must be >= 0 (0 = off)")
         if self.novelty_rarity < 0:
             errs.append(f"env.novelty_rarity={self.novelty_rarity}: must be >= 0 (0 = off)")
+        if self.novelty_rarity > 0 and self.novelty_bonus == 0:
+            errs.append(f"env.novelty_rarity={self.novelty_rarity} with env.novelty_bonus=0: rarity scales the bonus, "
+                        f"which is off; allowed: env.novelty_bonus > 0, or env.novelty_rarity 0")
         if self.novelty_bonus > 0 and self.normalize_obs:
             errs.append(f"env.novelty_bonus={self.novelty_bonus} with env.normalize_obs=True: the bonus compares "
                         f"observations exactly, which running normalisation changes; allowed: one of them")
